@@ -1,0 +1,273 @@
+//! Command-line interface: clap parsing (no system calls), then one step that reads the
+//! machine's facts, then the library call and a renderer.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use elfmap::compare::Diff;
+use elfmap::kernel::machine::RLIM_INFINITY;
+use elfmap::observe::{self, RunRequest};
+use elfmap::{maps, render, Config, Error, Layout, MachineParams, Stage, Target};
+
+const EXAMPLES: &str = "\
+Examples:
+  elfmap plan --no-aslr /bin/ls              predicted /proc/PID/maps with ASLR off
+  elfmap plan --no-aslr --format table ./a.out
+  elfmap run --no-aslr --stage exec /bin/ls  the real maps right after execve
+  elfmap compare --no-aslr --stage exec /bin/ls -l /tmp
+  elfmap compare --no-aslr --3gb --layout legacy ./hello32
+                                             the classic i386 3G/1G picture
+Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).";
+
+#[derive(Parser)]
+#[command(
+    name = "elfmap",
+    version,
+    about = "Where will this program land in memory? Predict /proc/PID/maps before it runs, then prove it.",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Predict the maps of PROGRAM (reads only ELF headers; runs nothing).
+    #[command(after_help = EXAMPLES)]
+    Plan(PlanArgs),
+    /// Run PROGRAM under ptrace, stop it at the stage, print its real maps, kill it.
+    #[command(after_help = EXAMPLES)]
+    Run(RunArgs),
+    /// Plan and run with the same arguments and environment and diff the maps
+    /// (exit 0 identical, 1 different, 2 error).
+    #[command(after_help = EXAMPLES)]
+    Compare(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// Exactly what /proc/PID/maps shows.
+    Maps,
+    /// Key addresses and a table.
+    Table,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Disable ASLR, as `setarch -R` does (personality ADDR_NO_RANDOMIZE).
+    #[arg(long, short = 'R')]
+    no_aslr: bool,
+    /// Stop: exec (after execve), loaded (the loader's rendezvous) or entry (AT_ENTRY).
+    #[arg(long, value_enum, default_value_t = Stage::Loaded)]
+    stage: Stage,
+    /// mmap layout; default: this machine's (vm.legacy_va_layout). legacy = `setarch -L`.
+    #[arg(long, value_enum)]
+    layout: Option<Layout>,
+    /// 3 GiB address space for a 32-bit program (`setarch --3gb`, ADDR_LIMIT_3GB).
+    #[arg(long = "3gb")]
+    addr_limit_3gb: bool,
+    /// RLIMIT_STACK for the program: bytes (suffix k, m, g allowed) or `unlimited`;
+    /// default: elfmap's own limit.
+    #[arg(long, value_parser = parse_rlimit)]
+    stack_limit: Option<u64>,
+    /// Plan for another filesystem image: look up the interpreter (and libraries) under DIR.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// The program to plan or run (looked up in PATH if it has no '/').
+    #[arg(value_name = "PROGRAM", required = true)]
+    program: OsString,
+    /// The program's arguments.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Maps)]
+    format: Format,
+    /// Seed for the random draws when ASLR is on (a randomized but reproducible plan).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_rlimit(s: &str) -> Result<u64, String> {
+    if s == "unlimited" || s == "infinity" {
+        return Ok(RLIM_INFINITY);
+    }
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("not a size or `unlimited`: {s:?}"))
+}
+
+/// What can end a command.
+pub enum CliError {
+    BrokenPipe,
+    Elfmap(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Elfmap(e)
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Elfmap(Error::io("<stdout>", e))
+        }
+    }
+}
+
+fn config(c: &Common, seed: Option<u64>) -> Config {
+    Config {
+        stage: c.stage,
+        no_aslr: c.no_aslr,
+        layout: c.layout,
+        addr_limit_3gb: c.addr_limit_3gb,
+        rlimit_stack: c.stack_limit,
+        seed,
+        root: c.root.clone(),
+        env: None,
+    }
+}
+
+fn run_request(
+    target: &Target,
+    cfg: &Config,
+    machine: &MachineParams,
+    timeout: f64,
+) -> Result<RunRequest, Error> {
+    Ok(RunRequest {
+        filename: target.filename.clone(),
+        argv: target.argv.clone(),
+        envp: cfg.envp(machine),
+        personality: cfg.personality(machine)?,
+        rlimit_stack: cfg.rlimit_stack,
+        stage: cfg.stage,
+        timeout: Duration::from_secs_f64(timeout.clamp(0.01, 3600.0)),
+    })
+}
+
+pub fn run() -> Result<ExitCode, CliError> {
+    let cli = Cli::parse();
+    let machine = MachineParams::detect();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    match cli.cmd {
+        Cmd::Plan(a) => {
+            let target = Target::resolve(&a.common.program, &a.common.args)?;
+            let cfg = config(&a.common, a.seed);
+            let plan = elfmap::plan(&target, &cfg, &machine)?;
+            let lines = maps::lines(&plan.mm);
+            match a.format {
+                Format::Maps => out.write_all(maps::render(&plan.mm).as_bytes())?,
+                Format::Table => render::table::write(&plan, &lines, &mut out)?,
+                Format::Json => render::json::write(&plan, &lines, &mut out)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run(a) => {
+            let target = Target::resolve(&a.common.program, &a.common.args)?;
+            let cfg = config(&a.common, None);
+            let req = run_request(&target, &cfg, &machine, a.timeout)?;
+            let obs = observe::run(&req)?;
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &obs).map_err(io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(obs.maps.as_bytes())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Compare(a) => {
+            let target = Target::resolve(&a.common.program, &a.common.args)?;
+            let cfg = config(&a.common, None);
+            if machine.pf_randomize(cfg.personality(&machine)?) {
+                return Err(Error::Usage {
+                    path: target.program.clone(),
+                    reason: "ASLR is on for this run: a line-for-line comparison needs --no-aslr \
+                             (recovering the random offsets from a real sample is not implemented yet)"
+                        .into(),
+                }
+                .into());
+            }
+            let plan = elfmap::plan(&target, &cfg, &machine)?;
+            if plan.exec.pf_randomize {
+                return Err(Error::Usage {
+                    path: target.program.clone(),
+                    reason: "is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE and \
+                             ADDR_COMPAT_LAYOUT for it (PER_CLEAR_ON_SETID), so its layout is \
+                             randomised even with --no-aslr and cannot be compared line for line"
+                        .into(),
+                }
+                .into());
+            }
+            let predicted = maps::render(&plan.mm);
+            let req = run_request(&target, &cfg, &machine, a.timeout)?;
+            let obs = observe::run(&req)?;
+            let diff = Diff::new(&predicted, &obs.maps);
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &diff).map_err(io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                out.write_all(diff.render().as_bytes())?;
+                if diff.identical() {
+                    writeln!(
+                        out,
+                        "identical: {} lines ({} stage)",
+                        diff.lines.len(),
+                        cfg.stage
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "different: {} of {} lines differ (- predicted only, + real only)",
+                        diff.differing(),
+                        diff.lines.len()
+                    )?;
+                }
+            }
+            Ok(if diff.identical() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}

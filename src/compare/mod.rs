@@ -1,0 +1,81 @@
+//! Line-by-line comparison of predicted and observed maps (start, end, perms, offset, dev,
+//! inode, path): a diff of the rendered lines.
+
+use similar::{ChangeTag, TextDiff};
+
+/// One line of a diff.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "line", rename_all = "lowercase")]
+pub enum DiffLine {
+    /// In both.
+    Same(String),
+    /// Only in the prediction.
+    Predicted(String),
+    /// Only in the real process.
+    Observed(String),
+}
+
+/// The comparison of two maps texts.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Diff {
+    pub lines: Vec<DiffLine>,
+}
+
+impl Diff {
+    /// Diff `predicted` against `observed` (both whole maps texts).
+    pub fn new(predicted: &str, observed: &str) -> Diff {
+        let d = TextDiff::from_lines(predicted, observed);
+        let lines = d
+            .iter_all_changes()
+            .map(|c| {
+                let s = c.value().trim_end_matches('\n').to_string();
+                match c.tag() {
+                    ChangeTag::Equal => DiffLine::Same(s),
+                    ChangeTag::Delete => DiffLine::Predicted(s),
+                    ChangeTag::Insert => DiffLine::Observed(s),
+                }
+            })
+            .collect();
+        Diff { lines }
+    }
+
+    pub fn identical(&self) -> bool {
+        self.lines.iter().all(|l| matches!(l, DiffLine::Same(_)))
+    }
+
+    /// Number of lines that differ (predicted-only plus observed-only).
+    pub fn differing(&self) -> usize {
+        self.lines
+            .iter()
+            .filter(|l| !matches!(l, DiffLine::Same(_)))
+            .count()
+    }
+
+    /// The diff as text: `  ` same, `- ` predicted only, `+ ` real only.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for l in &self.lines {
+            let (p, t) = match l {
+                DiffLine::Same(t) => ("  ", t),
+                DiffLine::Predicted(t) => ("- ", t),
+                DiffLine::Observed(t) => ("+ ", t),
+            };
+            s.push_str(p);
+            s.push_str(t);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn detects_changed_line() {
+        let d = Diff::new("a\nb\nc\n", "a\nB\nc\n");
+        assert!(!d.identical());
+        assert_eq!(d.differing(), 2);
+        assert!(Diff::new("a\n", "a\n").identical());
+    }
+}

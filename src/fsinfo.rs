@@ -1,0 +1,39 @@
+//! How the kernel names an opened file in maps: the canonical path `d_path()` prints
+//! (symlinks resolved), `MAJOR:MINOR` of the filesystem's device, the inode, and whether the
+//! filesystem's `get_unmapped_area` is `thp_get_unmapped_area`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::mm::FileRef;
+
+/// Filesystems whose file_operations use `thp_get_unmapped_area` (6.18: ext4, xfs, btrfs,
+/// erofs, fuse; by `statfs` magic). tmpfs has its own `shmem_get_unmapped_area`, and
+/// overlayfs none; both are treated as plain searches.
+const THP_FS_MAGIC: &[i64] = &[
+    0xEF53,      // EXT2/3/4_SUPER_MAGIC
+    0x5846_5342, // XFS_SB_MAGIC
+    0x9123_683E, // BTRFS_SUPER_MAGIC
+    0xE0F5_E1E2, // EROFS_SUPER_MAGIC_V1
+    0x6573_5546, // FUSE_SUPER_MAGIC
+];
+
+/// Describe `path` as a mapping of open number `open_id` would show it.
+pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
+    let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
+    let dev = meta.dev();
+    let thp_capable = nix::sys::statfs::statfs(&canon)
+        .map(|s| THP_FS_MAGIC.contains(&(s.filesystem_type().0 as i64)))
+        .unwrap_or(false);
+    Ok(Arc::new(FileRef {
+        path: canon,
+        dev_major: libc::major(dev),
+        dev_minor: libc::minor(dev),
+        ino: meta.ino(),
+        open_id,
+        thp_capable,
+    }))
+}

@@ -1,0 +1,616 @@
+//! DOC: execve of an ELF program. Models `fs/binfmt_elf.c: load_elf_binary()` with its
+//! helpers `elf_map()`, `elf_load()`, `load_elf_interp()`, and the x86 vDSO placement
+//! (`arch/x86/entry/vdso/vma.c: map_vdso()`), producing the address space at the exec stop.
+//! Checked against kernel 6.18 x86_64.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use goblin::elf::header::{ET_DYN, ET_EXEC};
+use goblin::elf::program_header::PF_X;
+
+use super::machine::{personality, MachineParams};
+use super::mmap::arch_pick_mmap_layout;
+use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES};
+use super::random::ExecRandom;
+use super::stack::{setup_arg_pages, StackLayout, StackStrings};
+use crate::addr::{page_align, page_offset, page_start, PAGE_SIZE};
+use crate::elf::{
+    check, maximum_alignment, total_mapping_size, Abi, ElfImage, Phdr, PT_GNU_STACK, PT_LOAD,
+};
+use crate::error::{Error, Result};
+use crate::mm::{AddressSpace, Backing, FileRef, MmError, MmapRequest, Placement, Prot, Vma};
+
+/// What is exec'd, and how.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    /// The file to open (already resolved through PATH).
+    pub program: PathBuf,
+    /// `bprm->filename`: the path string given to execve.
+    pub filename: OsString,
+    pub argv: Vec<OsString>,
+    pub envp: Vec<OsString>,
+    /// The personality the task has when it calls execve.
+    pub personality: u32,
+    /// RLIMIT_STACK soft limit at execve.
+    pub rlimit_stack: u64,
+    /// Look the interpreter up under this directory (a container root or sysroot).
+    pub root: Option<PathBuf>,
+}
+
+/// PT_GNU_STACK's verdict (`EXSTACK_*` in include/linux/binfmts.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExecutableStack {
+    /// No PT_GNU_STACK.
+    Default,
+    DisableX,
+    EnableX,
+}
+
+/// The interpreter as the kernel mapped it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InterpInfo {
+    /// The PT_INTERP string.
+    pub requested: PathBuf,
+    /// The file actually opened (under `--root` if given).
+    pub path: PathBuf,
+    /// `interp_load_addr` (AT_BASE).
+    pub load_addr: u64,
+}
+
+/// The kernel's result: the address space at the exec stop and the values execve computed.
+#[derive(Clone, Debug)]
+pub struct ExecImage {
+    pub abi: Abi,
+    pub profile: KernelProfile,
+    pub mm: AddressSpace,
+    pub e_type: u16,
+    pub load_bias: u64,
+    /// AT_ENTRY: the program's entry (`e_entry + load_bias`).
+    pub e_entry: u64,
+    /// Where the CPU starts: the interpreter's entry, or `e_entry` without one.
+    pub elf_entry: u64,
+    /// AT_PHDR.
+    pub phdr_addr: u64,
+    pub interp: Option<InterpInfo>,
+    pub stack: StackLayout,
+    pub executable_stack: ExecutableStack,
+    pub read_implies_exec: bool,
+    pub pf_randomize: bool,
+    /// The program is set-user-ID (or set-group-ID and group-executable) on a mount that
+    /// honours it, so exec cleared `PER_CLEAR_ON_SETID` from the personality: ASLR and the
+    /// legacy layout cannot be switched off for it with `setarch`.
+    pub per_clear: bool,
+    /// The `[vdso]` start (AT_SYSINFO_EHDR).
+    pub vdso_base: u64,
+    /// The program's file as mapped.
+    pub program_file: Arc<FileRef>,
+    /// Open ids used so far (the loader model continues numbering from here).
+    pub next_open_id: u32,
+}
+
+/// Resolve `path` under `root` the way an absolute path would be opened inside a chroot.
+pub fn under_root(root: Option<&Path>, path: &Path) -> PathBuf {
+    match root {
+        Some(r) if path.is_absolute() => r.join(path.strip_prefix("/").unwrap_or(path)),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Models `fs/binfmt_elf.c: make_prot()` plus the READ_IMPLIES_EXEC rule of
+/// `mm/mmap.c: do_mmap()`.
+fn make_prot(p_flags: u32, read_implies_exec: bool) -> Prot {
+    Prot::from_p_flags(p_flags).read_implies_exec(read_implies_exec)
+}
+
+fn mm_err(path: &Path, what: &str, e: MmError) -> Error {
+    let errno = match e {
+        MmError::NoMemory { .. } => "ENOMEM",
+        MmError::Exists { .. } => "EEXIST",
+        MmError::Invalid { .. } => "EINVAL",
+    };
+    Error::refused(path, errno, format!("{what}: {e}"))
+}
+
+/// State shared by the segment-mapping helpers.
+struct Mapper<'a> {
+    mm: &'a mut AddressSpace,
+    file: Arc<FileRef>,
+    read_implies_exec: bool,
+    path: &'a Path,
+}
+
+impl Mapper<'_> {
+    /// Models `elf_map()`: map the file part of one PT_LOAD. With `total_size` (the first
+    /// segment of an ET_DYN image) the whole image span is mapped at once and everything past
+    /// this segment's own pages is unmapped again, so holes between segments stay unmapped.
+    fn elf_map(
+        &mut self,
+        addr: u64,
+        ph: &Phdr,
+        prot: Prot,
+        placement: Placement,
+        total_size: u64,
+    ) -> Result<u64> {
+        let size = page_align(ph.p_filesz + page_offset(ph.p_vaddr)).unwrap_or(u64::MAX);
+        let off = ph.p_offset - page_offset(ph.p_vaddr);
+        let addr = page_start(addr);
+        if size == 0 {
+            return Ok(addr);
+        }
+        let len = if total_size > 0 {
+            page_align(total_size).unwrap_or(u64::MAX)
+        } else {
+            size
+        };
+        let map_addr = self
+            .mm
+            .mmap(&MmapRequest {
+                addr,
+                len,
+                prot,
+                placement,
+                shared: false,
+                file: Some((self.file.clone(), off)),
+            })
+            .map_err(|e| mm_err(self.path, &format!("mapping the segment at {addr:#x}"), e))?;
+        if total_size > 0 && len > size {
+            self.mm.munmap(map_addr + size, len - size);
+        }
+        Ok(map_addr)
+    }
+
+    /// Models `elf_load()` (v6.7+): `elf_map()`, then `padzero()` of the last file page
+    /// (no VMA change), then an anonymous `vm_brk_flags()` mapping for the rest of .bss,
+    /// `rw-` plus `x` if the segment is executable or the task has READ_IMPLIES_EXEC.
+    fn elf_load(
+        &mut self,
+        addr: u64,
+        ph: &Phdr,
+        prot: Prot,
+        placement: Placement,
+        total_size: u64,
+    ) -> Result<u64> {
+        let (map_addr, zero_start, zero_end);
+        if ph.p_filesz > 0 {
+            map_addr = self.elf_map(addr, ph, prot, placement, total_size)?;
+            zero_start = map_addr + page_offset(ph.p_vaddr) + ph.p_filesz;
+            zero_end = map_addr + page_offset(ph.p_vaddr) + ph.p_memsz;
+        } else {
+            map_addr = page_start(addr);
+            zero_start = map_addr;
+            zero_end = zero_start + page_offset(ph.p_vaddr) + ph.p_memsz;
+        }
+        if ph.p_memsz > ph.p_filesz {
+            let zs = page_align(zero_start).unwrap_or(u64::MAX);
+            let ze = page_align(zero_end).unwrap_or(u64::MAX);
+            let exec = ph.p_flags & PF_X != 0 || self.read_implies_exec;
+            self.mm.vm_brk_flags(zs, ze, exec);
+        }
+        Ok(map_addr)
+    }
+}
+
+fn executable_stack(img: &ElfImage) -> ExecutableStack {
+    match img.phdr(PT_GNU_STACK) {
+        None => ExecutableStack::Default,
+        Some(p) if p.p_flags & PF_X != 0 => ExecutableStack::EnableX,
+        Some(_) => ExecutableStack::DisableX,
+    }
+}
+
+/// Models `load_elf_interp()`: the first PT_LOAD without MAP_FIXED (hint: its `p_vaddr`,
+/// or none when the program itself was relocated), with the interpreter's whole span, so
+/// `get_unmapped_area()` puts it just below `mmap_base` (or at the legacy base); the others
+/// MAP_FIXED relative to it. Returns `interp_load_addr`.
+fn load_elf_interp(
+    mm: &mut AddressSpace,
+    interp: &ElfImage,
+    file: Arc<FileRef>,
+    no_base: u64,
+    rie: bool,
+) -> Result<u64> {
+    let path = &interp.path;
+    let mut total_size = total_mapping_size(&interp.phdrs);
+    if total_size == 0 {
+        return Err(Error::refused(
+            path,
+            "EINVAL",
+            "interpreter has no PT_LOAD segment",
+        ));
+    }
+    check::check_segments(interp, 0, mm.layout.task_size)?;
+    let is_exec = interp.e_type() == ET_EXEC;
+    let mut load_addr: u64 = 0;
+    let mut load_addr_set = false;
+    let mut m = Mapper {
+        mm,
+        file,
+        read_implies_exec: rie,
+        path,
+    };
+    for ph in interp.phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let prot = make_prot(ph.p_flags, rie);
+        let vaddr = ph.p_vaddr;
+        let placement = if is_exec || load_addr_set {
+            Placement::Fixed
+        } else {
+            if no_base != 0 && interp.is_dyn() {
+                load_addr = vaddr.wrapping_neg();
+            }
+            Placement::Hint
+        };
+        let map_addr = m.elf_load(
+            load_addr.wrapping_add(vaddr),
+            ph,
+            prot,
+            placement,
+            total_size,
+        )?;
+        total_size = 0;
+        if !load_addr_set && interp.is_dyn() {
+            load_addr = map_addr.wrapping_sub(page_start(vaddr));
+            load_addr_set = true;
+        }
+        let k = load_addr.wrapping_add(ph.p_vaddr);
+        let ts = m.mm.layout.task_size;
+        if k >= ts || ph.p_memsz > ts || ts - ph.p_memsz < k {
+            return Err(Error::refused(
+                path,
+                "ENOMEM",
+                "interpreter segment does not fit below TASK_SIZE",
+            ));
+        }
+    }
+    Ok(load_addr)
+}
+
+/// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, 0)` (v6.9+, and compat): one
+/// hint-less `get_unmapped_area()` for `[vvar]` + `[vvar_vclock]` + `[vdso]`, which with the
+/// top-down allocator lands just below the interpreter.
+fn map_vdso(mm: &mut AddressSpace, machine: &MachineParams, abi: Abi) -> Result<u64> {
+    let vdso_size = match abi {
+        Abi::X86_64 => machine.vdso64_size,
+        Abi::I386 => VDSO32_IMAGE_PAGES * PAGE_SIZE,
+    };
+    let vvar = machine.vvar_size + machine.vvar_vclock_size;
+    let len = vvar + vdso_size;
+    let addr = crate::mm::unmapped_area::get_unmapped_area(
+        mm,
+        &crate::mm::SearchRequest {
+            addr: 0,
+            len,
+            fixed: false,
+            file_offset: None,
+            thp_capable_file: false,
+            shared: false,
+        },
+    )
+    .map_err(|e| mm_err(Path::new("[vdso]"), "mapping the vDSO", e))?;
+    let special = |start: u64, end: u64, prot: Prot, name: &'static str| Vma {
+        start,
+        end,
+        prot,
+        shared: false,
+        account: false,
+        growsdown: false,
+        backing: Backing::Special(name),
+    };
+    let mut at = addr;
+    mm.insert(special(at, at + machine.vvar_size, Prot::R, "[vvar]"));
+    at += machine.vvar_size;
+    if machine.vvar_vclock_size > 0 {
+        mm.insert(special(
+            at,
+            at + machine.vvar_vclock_size,
+            Prot::R,
+            "[vvar_vclock]",
+        ));
+        at += machine.vvar_vclock_size;
+    }
+    mm.insert(special(at, at + vdso_size, Prot::RX, "[vdso]"));
+    Ok(at)
+}
+
+/// Models `load_elf_binary()`: everything execve does to the address space, in the kernel's
+/// order (stack, program segments, interpreter, vDSO, tables, brk).
+pub fn load_elf_binary(
+    req: &ExecRequest,
+    machine: &MachineParams,
+    random: &mut ExecRandom,
+) -> Result<ExecImage> {
+    let img = ElfImage::open(&req.program)?;
+    let abi = check::check_program(&img)?;
+    let path = img.path.clone();
+    // begin_new_exec(): `me->personality &= ~bprm->per_clear`.
+    let per_clear = bprm_fill_uid(&img);
+    let pers = if per_clear {
+        req.personality & !personality::PER_CLEAR_ON_SETID
+    } else {
+        req.personality
+    };
+
+    // PT_INTERP: open and check the interpreter before the point of no return.
+    let interp = match check::interp_path(&img)? {
+        None => None,
+        Some(requested) => {
+            let ipath = under_root(req.root.as_deref(), &requested);
+            let iimg = ElfImage::open(&ipath).map_err(|e| match e {
+                Error::Io { source, .. } => Error::refused(
+                    &path,
+                    if source.kind() == std::io::ErrorKind::NotFound {
+                        "ENOENT"
+                    } else {
+                        "EACCES"
+                    },
+                    format!(
+                        "interpreter {} cannot be opened: {source}",
+                        requested.display()
+                    ),
+                ),
+                Error::BadElf { reason, .. } => Error::refused(
+                    &path,
+                    "ELIBBAD",
+                    format!("interpreter {}: {reason}", requested.display()),
+                ),
+                other => other,
+            })?;
+            check::check_interp(&iimg, abi).map_err(|e| match e {
+                Error::ExecRefused { reason, errno, .. } => Error::refused(
+                    &path,
+                    errno,
+                    format!("interpreter {}: {reason}", requested.display()),
+                ),
+                other => other,
+            })?;
+            Some((requested, iimg))
+        }
+    };
+
+    let exstack = executable_stack(&img);
+    // x86 elf_read_implies_exec() (v5.8+): only ia32 tasks without PT_GNU_STACK.
+    let read_implies_exec = abi == Abi::I386
+        && (exstack == ExecutableStack::Default || pers & personality::READ_IMPLIES_EXEC != 0);
+    let profile = KernelProfile::for_abi(abi, pers & personality::ADDR_LIMIT_3GB != 0);
+    let pf_randomize = machine.pf_randomize(pers);
+
+    // setup_new_exec() -> arch_pick_mmap_layout()
+    let bits = match abi {
+        Abi::X86_64 => machine.mmap_rnd_bits,
+        Abi::I386 => machine.mmap_rnd_compat_bits,
+    };
+    let rnd = if pf_randomize {
+        random.arch_rnd(bits)
+    } else {
+        0
+    };
+    let layout = arch_pick_mmap_layout(&profile, machine, pers, req.rlimit_stack, rnd);
+    let mut mm = AddressSpace::new(layout);
+
+    // setup_arg_pages()
+    let strings = StackStrings {
+        filename: &req.filename,
+        argv: &req.argv,
+        envp: &req.envp,
+    };
+    let auxv_entries = machine.auxv_entries_64 + profile.extra_auxv;
+    let stack = setup_arg_pages(
+        &profile,
+        &strings,
+        req.rlimit_stack,
+        auxv_entries,
+        pf_randomize,
+        random,
+    );
+    let stack_exec = match exstack {
+        ExecutableStack::EnableX => true,
+        ExecutableStack::DisableX => false,
+        ExecutableStack::Default => read_implies_exec,
+    };
+    mm.insert(Vma {
+        start: stack.vm_start,
+        end: stack.vm_end,
+        prot: Prot::new(true, true, stack_exec),
+        shared: false,
+        account: true,
+        growsdown: true,
+        backing: Backing::Anon,
+    });
+
+    // The program's PT_LOADs.
+    let file = crate::fsinfo::file_ref(&path, 1)?;
+    let mut next_open_id = 2;
+    let e_type = img.e_type();
+    let total_size = total_mapping_size(&img.phdrs);
+    let alignment = maximum_alignment(&img.phdrs);
+    if e_type == ET_DYN && total_size == 0 {
+        return Err(Error::refused(
+            &path,
+            "EINVAL",
+            "ET_DYN without any PT_LOAD segment",
+        ));
+    }
+    // Validate every segment up front: the kernel's failures happen after the point of no
+    // return, where the process dies; either way the program does not run.
+    check::check_segments(&img, 0, u64::MAX)?;
+
+    let mut load_bias: u64 = 0;
+    let mut first = true;
+    let mut elf_brk: u64 = 0;
+    let mut m = Mapper {
+        mm: &mut mm,
+        file: file.clone(),
+        read_implies_exec,
+        path: &path,
+    };
+    for ph in img.phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        let prot = make_prot(ph.p_flags, read_implies_exec);
+        let vaddr = ph.p_vaddr;
+        let mut placement = Placement::Fixed;
+        let mut seg_total = 0;
+        if first {
+            if e_type == ET_EXEC {
+                placement = Placement::FixedNoReplace;
+            } else {
+                seg_total = total_size;
+                if interp.is_some() {
+                    // PIE: ELF_ET_DYN_BASE (+ arch_mmap_rnd()), aligned to maximum_alignment().
+                    load_bias = profile.elf_et_dyn_base;
+                    if pf_randomize {
+                        load_bias += random.arch_rnd(bits);
+                    }
+                    load_bias &= !(alignment - 1);
+                    placement = Placement::FixedNoReplace;
+                } else if alignment > PAGE_SIZE {
+                    // A loader with a large alignment: find where it would go, unmap, align.
+                    load_bias = m.elf_load(0, ph, prot, Placement::Hint, total_size)?;
+                    m.mm.munmap(load_bias, total_size);
+                    load_bias &= !(alignment - 1);
+                    placement = Placement::FixedNoReplace;
+                } else {
+                    load_bias = 0;
+                    placement = Placement::Hint;
+                }
+                load_bias = page_start(load_bias.wrapping_sub(vaddr));
+            }
+        }
+        let map_addr = m.elf_load(
+            load_bias.wrapping_add(vaddr),
+            ph,
+            prot,
+            placement,
+            seg_total,
+        )?;
+        if first {
+            first = false;
+            if e_type == ET_DYN {
+                load_bias = load_bias
+                    .wrapping_add(map_addr.wrapping_sub(page_start(load_bias.wrapping_add(vaddr))));
+            }
+        }
+        let k = load_bias.wrapping_add(ph.p_vaddr);
+        let ts = profile.task_size;
+        if k >= ts || ph.p_memsz > ts || ts - ph.p_memsz < k {
+            return Err(Error::refused(
+                &path,
+                "EINVAL",
+                format!(
+                    "PT_LOAD at {k:#x} + {:#x} does not fit below TASK_SIZE {ts:#x}",
+                    ph.p_memsz
+                ),
+            ));
+        }
+        elf_brk = elf_brk.max(ph.p_vaddr.saturating_add(ph.p_memsz));
+    }
+    let e_entry = img.header.e_entry.wrapping_add(load_bias);
+    let phdr_addr = phdr_vaddr(&img).wrapping_add(load_bias);
+    elf_brk = elf_brk.wrapping_add(load_bias);
+
+    // The interpreter.
+    let interp_info = match interp {
+        None => None,
+        Some((requested, iimg)) => {
+            let ifile = crate::fsinfo::file_ref(&iimg.path, next_open_id)?;
+            next_open_id += 1;
+            let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
+            Some((
+                InterpInfo {
+                    requested,
+                    path: iimg.path.clone(),
+                    load_addr,
+                },
+                load_addr.wrapping_add(iimg.header.e_entry),
+            ))
+        }
+    };
+    let elf_entry = interp_info.as_ref().map(|(_, e)| *e).unwrap_or(e_entry);
+
+    // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO.
+    let vdso_base = map_vdso(&mut mm, machine, abi)?;
+
+    // create_elf_tables() extends the stack to the final stack pointer.
+    mm.insert(Vma {
+        start: stack.vm_start,
+        end: stack.vm_end,
+        prot: Prot::new(true, true, stack_exec),
+        shared: false,
+        account: true,
+        growsdown: true,
+        backing: Backing::Anon,
+    });
+    mm.start_stack = stack.start_stack;
+
+    // brk (v6.15+): a loader (ET_DYN without PT_INTERP) gets its brk at ELF_ET_DYN_BASE.
+    let mut brk_moved = false;
+    if e_type == ET_DYN && interp_info.is_none() {
+        elf_brk = profile.elf_et_dyn_base;
+        brk_moved = true;
+    }
+    let mut start_brk = page_align(elf_brk).unwrap_or(elf_brk);
+    if pf_randomize && machine.randomize_va_space > 1 {
+        if !brk_moved {
+            start_brk += PAGE_SIZE;
+        }
+        start_brk += random.randomize_page(profile.brk_rnd_range);
+    }
+    mm.start_brk = start_brk;
+    mm.brk = start_brk;
+    mm.vsyscall = if profile.has_vsyscall {
+        machine.vsyscall
+    } else {
+        None
+    };
+
+    Ok(ExecImage {
+        abi,
+        profile,
+        mm,
+        e_type,
+        load_bias,
+        e_entry,
+        elf_entry,
+        phdr_addr,
+        interp: interp_info.map(|(i, _)| i),
+        stack,
+        executable_stack: exstack,
+        read_implies_exec,
+        pf_randomize,
+        per_clear,
+        vdso_base,
+        program_file: file,
+        next_open_id,
+    })
+}
+
+/// Models `fs/exec.c: bprm_fill_uid()`'s effect on the personality: a set-user-ID file, or a
+/// set-group-ID file with the group-execute bit, on a mount without `nosuid`, sets
+/// `bprm->per_clear = PER_CLEAR_ON_SETID` (also when the tracer is root and no id changes).
+/// N.B. the kernel skips this under `no_new_privs`; we read our own flag, which the child
+/// inherits.
+fn bprm_fill_uid(img: &ElfImage) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = img.meta.permissions().mode();
+    let setid = mode & 0o4000 != 0 || mode & 0o2010 == 0o2010;
+    if !setid {
+        return false;
+    }
+    let nosuid = nix::sys::statvfs::statvfs(&img.path)
+        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
+        .unwrap_or(false);
+    // prctl(PR_GET_NO_NEW_PRIVS) has no side effects.
+    let no_new_privs = nix::sys::prctl::get_no_new_privs().unwrap_or(false);
+    !nosuid && !no_new_privs
+}
+
+/// AT_PHDR before relocation: PT_PHDR's `p_vaddr`, else the PT_LOAD containing `e_phoff`.
+fn phdr_vaddr(img: &ElfImage) -> u64 {
+    if let Some(p) = img.phdr(crate::elf::PT_PHDR) {
+        return p.p_vaddr;
+    }
+    let off = img.header.e_phoff;
+    img.loads()
+        .find(|p| p.p_offset <= off && off < p.p_offset + p.p_filesz)
+        .map(|p| off - p.p_offset + p.p_vaddr)
+        .unwrap_or(0)
+}

@@ -1,0 +1,50 @@
+//! `ExecRandom`: the kernel's random draws at exec, each named after the function that makes
+//! it. ASLR-off planning is the same code with every draw zero; a seeded plan uses a
+//! `StdRng`. (Recovering the draws from a real sample belongs to `compare/aslr.rs`.)
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Where the draws come from.
+#[derive(Debug)]
+pub enum ExecRandom {
+    /// No PF_RANDOMIZE (`setarch -R`, `randomize_va_space=0`): every draw is 0.
+    Zero,
+    /// Reproducible draws from a seed.
+    Seeded(StdRng),
+}
+
+impl ExecRandom {
+    pub fn seeded(seed: u64) -> ExecRandom {
+        ExecRandom::Seeded(StdRng::seed_from_u64(seed))
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        match self {
+            ExecRandom::Zero => 0,
+            ExecRandom::Seeded(r) if n > 0 => r.random_range(0..n),
+            ExecRandom::Seeded(_) => 0,
+        }
+    }
+
+    /// arch/x86/mm/mmap.c: `arch_rnd(bits)`: a page-aligned offset below `2^bits` pages.
+    pub fn arch_rnd(&mut self, bits: u32) -> u64 {
+        self.below(1u64 << bits) << 12
+    }
+
+    /// fs/binfmt_elf.c: `randomize_stack_top()`: `(random & STACK_RND_MASK) << PAGE_SHIFT`.
+    pub fn randomize_stack_top(&mut self, stack_rnd_mask: u64) -> u64 {
+        self.below(stack_rnd_mask + 1) << 12
+    }
+
+    /// arch/x86/kernel/process.c: `arch_align_stack()`: the value below 8192 subtracted.
+    pub fn arch_align_stack(&mut self) -> u64 {
+        self.below(8192)
+    }
+
+    /// mm/util.c: `randomize_page(start, range)` as used by `arch_randomize_brk()`:
+    /// a page offset in `[0, range)`.
+    pub fn randomize_page(&mut self, range: u64) -> u64 {
+        self.below(range >> 12) << 12
+    }
+}

@@ -1,0 +1,24 @@
+//! elfmap: where will this program land in memory?
+//!
+//! The pipeline runs one way:
+//! ELF files ([`elf`], headers only, over memmap2) → kernel exec model ([`kernel`]:
+//! `load_elf_binary` and friends) → loader model (`ldso`, next) → address space ([`mm`]:
+//! VMAs, `get_unmapped_area`, merging) → rendering ([`maps`], [`render`]) or comparison
+//! ([`compare`]) against the real process ([`observe`], ptrace).
+
+pub mod addr;
+pub mod compare;
+pub mod deps;
+pub mod elf;
+pub mod error;
+pub mod fsinfo;
+pub mod kernel;
+pub mod maps;
+pub mod mm;
+pub mod observe;
+pub mod plan;
+pub mod render;
+
+pub use error::{Error, Result};
+pub use kernel::machine::MachineParams;
+pub use plan::{plan, Config, Layout, Plan, Stage, Target};

@@ -1,0 +1,348 @@
+//! The address space: the fields of `struct mm_struct` (include/linux/mm_types.h) that we
+//! model, the VMA list, and the system calls that change it (`mmap`, `munmap`, `mprotect`,
+//! `vm_brk_flags`), with the kernel's splitting and merging.
+
+pub mod unmapped_area;
+pub mod vma;
+
+use std::sync::Arc;
+
+pub use unmapped_area::{MmapLayout, SearchRequest};
+pub use vma::{Backing, FileRef, Prot, Vma};
+
+/// Why a modelled system call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MmError {
+    #[error("no free range of {len:#x} bytes (ENOMEM)")]
+    NoMemory { len: u64 },
+    #[error("range {start:#x}-{end:#x} is already mapped (EEXIST)")]
+    Exists { start: u64, end: u64 },
+    #[error("invalid range {start:#x}+{len:#x} (EINVAL)")]
+    Invalid { start: u64, len: u64 },
+}
+
+/// How a mapping is requested (the `flags` of mmap(2) that matter for placement).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// No MAP_FIXED: `addr` is only a hint (0 = none).
+    #[default]
+    Hint,
+    /// MAP_FIXED: replace whatever is there.
+    Fixed,
+    /// MAP_FIXED_NOREPLACE: fail with EEXIST if anything is there.
+    FixedNoReplace,
+}
+
+/// One mmap(2) call.
+#[derive(Clone, Debug)]
+pub struct MmapRequest {
+    pub addr: u64,
+    pub len: u64,
+    pub prot: Prot,
+    pub placement: Placement,
+    pub shared: bool,
+    /// The file and byte offset, or `None` for an anonymous mapping.
+    pub file: Option<(Arc<FileRef>, u64)>,
+}
+
+/// `struct mm_struct`, the fields we model.
+#[derive(Clone, Debug)]
+pub struct AddressSpace {
+    /// The VMAs, sorted by start, non-overlapping (the maple tree).
+    vmas: Vec<Vma>,
+    /// The layout the allocator uses (`mmap_base`, `MMF_TOPDOWN`, limits).
+    pub layout: MmapLayout,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    /// `[vsyscall]` gate area permissions, if the task has one (64-bit tasks only).
+    pub vsyscall: Option<Prot>,
+}
+
+impl AddressSpace {
+    pub fn new(layout: MmapLayout) -> Self {
+        AddressSpace {
+            vmas: Vec::new(),
+            layout,
+            start_brk: 0,
+            brk: 0,
+            start_stack: 0,
+            vsyscall: None,
+        }
+    }
+
+    pub fn vmas(&self) -> &[Vma] {
+        &self.vmas
+    }
+
+    /// The VMA containing `addr`, if any.
+    pub fn find(&self, addr: u64) -> Option<&Vma> {
+        self.vmas.iter().find(|v| v.start <= addr && addr < v.end)
+    }
+
+    /// Whether any VMA overlaps `[start, end)`.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.vmas.iter().any(|v| v.start < end && start < v.end)
+    }
+
+    /// Models `mm/mmap.c: do_mmap()` for the cases a loader uses: place the mapping with
+    /// `get_unmapped_area()` (or at `addr` for MAP_FIXED*), replace what a MAP_FIXED mapping
+    /// covers, set `VM_ACCOUNT` for private writable mappings (`accountable_mapping()`), and
+    /// merge with the neighbours (`vma_merge_new_range()`).
+    pub fn mmap(&mut self, req: &MmapRequest) -> Result<u64, MmError> {
+        let len = crate::addr::page_align(req.len).ok_or(MmError::Invalid {
+            start: req.addr,
+            len: req.len,
+        })?;
+        if len == 0 {
+            return Err(MmError::Invalid {
+                start: req.addr,
+                len: req.len,
+            });
+        }
+        let fixed = req.placement != Placement::Hint;
+        let offset = req.file.as_ref().map(|(_, o)| *o).unwrap_or(0);
+        let addr = unmapped_area::get_unmapped_area(
+            self,
+            &SearchRequest {
+                addr: req.addr,
+                len,
+                fixed,
+                file_offset: req.file.as_ref().map(|_| offset),
+                thp_capable_file: req
+                    .file
+                    .as_ref()
+                    .map(|(f, _)| f.thp_capable)
+                    .unwrap_or(false),
+                shared: req.shared,
+            },
+        )?;
+        let end = addr
+            .checked_add(len)
+            .ok_or(MmError::Invalid { start: addr, len })?;
+        if req.placement == Placement::FixedNoReplace && self.overlaps(addr, end) {
+            return Err(MmError::Exists { start: addr, end });
+        }
+        let backing = match &req.file {
+            Some((f, off)) => Backing::File {
+                file: f.clone(),
+                offset: *off,
+            },
+            None => Backing::Anon,
+        };
+        let vma = Vma {
+            start: addr,
+            end,
+            prot: req.prot,
+            shared: req.shared,
+            account: !req.shared && req.prot.write,
+            growsdown: false,
+            backing,
+        };
+        self.insert(vma);
+        Ok(addr)
+    }
+
+    /// Models `mm/vma.c: do_brk_flags()` as called by `vm_brk_flags()`: an anonymous private
+    /// mapping at a fixed address, `VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT`.
+    pub fn vm_brk_flags(&mut self, start: u64, end: u64, exec: bool) {
+        if end <= start {
+            return;
+        }
+        self.insert(Vma {
+            start,
+            end,
+            prot: Prot::new(true, true, exec),
+            shared: false,
+            account: true,
+            growsdown: false,
+            backing: Backing::Anon,
+        });
+    }
+
+    /// Insert a VMA built by the caller (special mappings, the stack): unmap what it covers,
+    /// then merge with its neighbours.
+    pub fn insert(&mut self, vma: Vma) {
+        self.unmap_range(vma.start, vma.end);
+        let pos = self.vmas.partition_point(|v| v.start < vma.start);
+        self.vmas.insert(pos, vma);
+        self.merge_at(pos);
+    }
+
+    /// Models `mm/mmap.c: do_munmap()`: remove `[start, start+len)` (page-rounded), splitting
+    /// VMAs at the edges. Never merges.
+    pub fn munmap(&mut self, start: u64, len: u64) {
+        if let Some(len) = crate::addr::page_align(len) {
+            self.unmap_range(start, start.saturating_add(len));
+        }
+    }
+
+    /// Models `mm/mprotect.c: mprotect_fixup()`: split at the edges, change the protection,
+    /// add `VM_ACCOUNT` when a private mapping first becomes writable, drop it again for an
+    /// anonymous one becoming read-only before it was ever touched, and merge.
+    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot) {
+        let Some(len) = crate::addr::page_align(len) else {
+            return;
+        };
+        let end = start.saturating_add(len);
+        self.split_at(start);
+        self.split_at(end);
+        let mut first = None;
+        let mut last = 0;
+        for (i, v) in self.vmas.iter_mut().enumerate() {
+            if v.start >= start && v.end <= end {
+                if prot.write && !v.prot.write && !v.shared {
+                    v.account = true;
+                }
+                v.prot = prot;
+                first.get_or_insert(i);
+                last = i;
+            }
+        }
+        if let Some(first) = first {
+            // Merge from the last changed VMA down to the one before the first.
+            let mut i = last + 1;
+            while i > first.saturating_sub(1) && i > 0 {
+                i -= 1;
+                self.merge_at(i);
+            }
+        }
+    }
+
+    /// Split the VMA containing `addr` (strictly inside) into two.
+    fn split_at(&mut self, addr: u64) {
+        if let Some(i) = self
+            .vmas
+            .iter()
+            .position(|v| v.start < addr && addr < v.end)
+        {
+            let v = self.vmas[i].clone();
+            self.vmas[i] = v.slice(v.start, addr);
+            self.vmas.insert(i + 1, v.slice(addr, v.end));
+        }
+    }
+
+    fn unmap_range(&mut self, start: u64, end: u64) {
+        self.split_at(start);
+        self.split_at(end);
+        self.vmas.retain(|v| !(v.start >= start && v.end <= end));
+    }
+
+    /// Merge the VMA at `pos` with its next and previous neighbour where the kernel would.
+    fn merge_at(&mut self, pos: usize) {
+        if pos + 1 < self.vmas.len() && self.vmas[pos].can_merge_with(&self.vmas[pos + 1]) {
+            let next = self.vmas.remove(pos + 1);
+            self.vmas[pos].end = next.end;
+        }
+        if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
+            let cur = self.vmas.remove(pos);
+            self.vmas[pos - 1].end = cur.end;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> MmapLayout {
+        MmapLayout {
+            topdown: true,
+            mmap_base: 0x7ffff7fff000,
+            mmap_legacy_base: 0x2aaaaaaab000,
+            task_size: 0x7ffffffff000,
+            task_unmapped_base: 0x2aaaaaaab000,
+            mmap_min_addr: 0x1000,
+            stack_guard_gap: 0x100000,
+            compat: false,
+        }
+    }
+
+    fn file(open_id: u32) -> Arc<FileRef> {
+        Arc::new(FileRef {
+            path: "/x".into(),
+            dev_major: 0xfe,
+            dev_minor: 0,
+            ino: 1,
+            open_id,
+            thp_capable: true,
+        })
+    }
+
+    fn anon(addr: u64, len: u64, placement: Placement) -> MmapRequest {
+        MmapRequest {
+            addr,
+            len,
+            prot: Prot::RW,
+            placement,
+            shared: false,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn topdown_places_below_base_and_merges_anon() {
+        let mut mm = AddressSpace::new(layout());
+        let a = mm.mmap(&anon(0, 0x2000, Placement::Hint)).unwrap();
+        assert_eq!(a, 0x7ffff7ffd000);
+        let b = mm.mmap(&anon(0, 0x1000, Placement::Hint)).unwrap();
+        assert_eq!(b, a - 0x1000);
+        assert_eq!(mm.vmas().len(), 1, "adjacent anonymous rw mappings merge");
+    }
+
+    #[test]
+    fn relro_does_not_merge_with_readonly_neighbour() {
+        let mut mm = AddressSpace::new(layout());
+        let f = file(1);
+        let base = 0x10000000;
+        let ro = MmapRequest {
+            addr: base,
+            len: 0x1000,
+            prot: Prot::R,
+            placement: Placement::Fixed,
+            shared: false,
+            file: Some((f.clone(), 0)),
+        };
+        mm.mmap(&ro).unwrap();
+        let rw = MmapRequest {
+            addr: base + 0x1000,
+            len: 0x2000,
+            prot: Prot::RW,
+            file: Some((f, 0x1000)),
+            ..ro
+        };
+        mm.mmap(&rw).unwrap();
+        mm.mprotect(base + 0x1000, 0x1000, Prot::R);
+        let v = mm.vmas();
+        assert_eq!(v.len(), 3);
+        assert_eq!((v[1].start, v[1].prot), (base + 0x1000, Prot::R));
+        assert_eq!(v[2].offset_at(v[2].start), 0x2000);
+    }
+
+    #[test]
+    fn different_opens_do_not_merge() {
+        let mut mm = AddressSpace::new(layout());
+        for (i, id) in [1, 2].into_iter().enumerate() {
+            mm.mmap(&MmapRequest {
+                addr: 0x10000000 + i as u64 * 0x1000,
+                len: 0x1000,
+                prot: Prot::R,
+                placement: Placement::Fixed,
+                shared: false,
+                file: Some((file(id), i as u64 * 0x1000)),
+            })
+            .unwrap();
+        }
+        assert_eq!(mm.vmas().len(), 2);
+    }
+
+    #[test]
+    fn fixed_noreplace_refuses_overlap() {
+        let mut mm = AddressSpace::new(layout());
+        mm.mmap(&anon(0x400000, 0x1000, Placement::Fixed)).unwrap();
+        assert!(matches!(
+            mm.mmap(&anon(0x400000, 0x1000, Placement::FixedNoReplace)),
+            Err(MmError::Exists { .. })
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+//! `Vma`: the fields of `struct vm_area_struct` (include/linux/mm_types.h) that decide what
+//! `/proc/PID/maps` shows and whether two neighbours merge.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Protection bits of a mapping (`VM_READ`, `VM_WRITE`, `VM_EXEC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl Prot {
+    pub const NONE: Prot = Prot::new(false, false, false);
+    pub const R: Prot = Prot::new(true, false, false);
+    pub const RW: Prot = Prot::new(true, true, false);
+    pub const RX: Prot = Prot::new(true, false, true);
+    pub const RWX: Prot = Prot::new(true, true, true);
+
+    pub const fn new(read: bool, write: bool, exec: bool) -> Prot {
+        Prot { read, write, exec }
+    }
+
+    /// From ELF `p_flags` (PF_X = 1, PF_W = 2, PF_R = 4), as `make_prot()` in
+    /// fs/binfmt_elf.c does before READ_IMPLIES_EXEC is applied.
+    pub fn from_p_flags(p_flags: u32) -> Prot {
+        Prot::new(p_flags & 4 != 0, p_flags & 2 != 0, p_flags & 1 != 0)
+    }
+
+    /// The personality flag READ_IMPLIES_EXEC: every readable mapping also gets `VM_EXEC`
+    /// (mm/mmap.c: do_mmap(), `if ((prot & PROT_READ) && (current->personality & READ_IMPLIES_EXEC))`).
+    pub fn read_implies_exec(self, on: bool) -> Prot {
+        Prot {
+            exec: self.exec || (on && self.read),
+            ..self
+        }
+    }
+}
+
+/// The file a mapping is backed by: what the maps line prints (dev, inode, canonical path),
+/// plus `open_id`, which stands for the `struct file`: VMAs of two different opens of the
+/// same file never merge (mm/vma.c: is_mergeable_vma() compares `vm_file`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileRef {
+    /// As d_path() shows it: absolute, symlinks resolved.
+    pub path: PathBuf,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub ino: u64,
+    /// Which open of the file this is (one per `open()` in the modelled process).
+    pub open_id: u32,
+    /// Whether the file's filesystem uses `thp_get_unmapped_area` (ext4, xfs, btrfs, ...):
+    /// decides the 2 MiB alignment of hint-less file mappings on 64-bit.
+    pub thp_capable: bool,
+}
+
+/// What a VMA maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// A private or shared file mapping; `offset` is the byte offset of `start` in the file.
+    File { file: Arc<FileRef>, offset: u64 },
+    /// Anonymous memory (bss tails, brk, malloc chunks, the stack).
+    Anon,
+    /// A special mapping with a fixed name (`[vvar]`, `[vvar_vclock]`, `[vdso]`).
+    Special(&'static str),
+}
+
+/// One `struct vm_area_struct`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    /// `VM_SHARED` (maps prints `s` instead of `p`).
+    pub shared: bool,
+    /// `VM_ACCOUNT`: set on private mappings that are, or once were made, writable; part of
+    /// the flags compared for merging (why a RELRO `r--p` never merges with rodata).
+    pub account: bool,
+    /// `VM_GROWSDOWN` (the stack).
+    pub growsdown: bool,
+    pub backing: Backing,
+}
+
+impl Vma {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Byte offset in the file of address `addr` inside this VMA (0 for anonymous memory).
+    pub fn offset_at(&self, addr: u64) -> u64 {
+        match &self.backing {
+            Backing::File { offset, .. } => offset + (addr - self.start),
+            _ => 0,
+        }
+    }
+
+    /// The part `[start, end)` of this VMA (which must lie inside it).
+    pub fn slice(&self, start: u64, end: u64) -> Vma {
+        let backing = match &self.backing {
+            Backing::File { file, .. } => Backing::File {
+                file: file.clone(),
+                offset: self.offset_at(start),
+            },
+            b => b.clone(),
+        };
+        Vma {
+            start,
+            end,
+            backing,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `next`, starting where `self` ends, would be merged into one VMA by the kernel
+    /// (mm/vma.c: is_mergeable_vma(), is_mergeable_anon_vma(), can_vma_merge_after()).
+    /// Flags must be equal, files the same open with contiguous offsets, or both anonymous.
+    /// Special mappings never merge.
+    pub fn can_merge_with(&self, next: &Vma) -> bool {
+        if self.end != next.start
+            || self.prot != next.prot
+            || self.shared != next.shared
+            || self.account != next.account
+            || self.growsdown != next.growsdown
+        {
+            return false;
+        }
+        match (&self.backing, &next.backing) {
+            (Backing::Anon, Backing::Anon) => true,
+            (
+                Backing::File {
+                    file: a,
+                    offset: oa,
+                },
+                Backing::File {
+                    file: b,
+                    offset: ob,
+                },
+            ) => a.open_id == b.open_id && a.path == b.path && *ob == oa + self.len(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Planning: from a program and a configuration to the predicted address space at a stage.
+//! Pure apart from reading ELF headers (and, for the loaded stage, the loader's files).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
+use crate::kernel::machine::{personality, MachineParams};
+use crate::kernel::random::ExecRandom;
+use crate::mm::AddressSpace;
+
+/// The three stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// execve has returned: only the kernel's work, not one instruction of the program run.
+    Exec,
+    /// The loader's r_debug RT_CONSISTENT rendezvous: libraries mapped, relocated,
+    /// RELRO-protected; no initializer run yet.
+    Loaded,
+    /// AT_ENTRY: after the libraries' initializers.
+    Entry,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Exec => "exec",
+            Stage::Loaded => "loaded",
+            Stage::Entry => "entry",
+        })
+    }
+}
+
+/// Flexible (top-down) or legacy (bottom-up) mmap layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+pub enum Layout {
+    Flexible,
+    Legacy,
+}
+
+/// The program to run, resolved as a shell would.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The file.
+    pub program: PathBuf,
+    /// What goes to execve as its path (`bprm->filename`).
+    pub filename: OsString,
+    /// argv, argv[0] = the name as given.
+    pub argv: Vec<OsString>,
+}
+
+impl Target {
+    /// Resolve `name` like execvp(3): a name with '/' is used as is, otherwise the first
+    /// executable file of that name in `$PATH`.
+    pub fn resolve(name: &OsStr, args: &[OsString]) -> Result<Target> {
+        let mut argv = vec![name.to_os_string()];
+        argv.extend(args.iter().cloned());
+        if name.as_bytes().contains(&b'/') {
+            let p = PathBuf::from(name);
+            return Ok(Target {
+                program: p,
+                filename: name.to_os_string(),
+                argv,
+            });
+        }
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        for dir in std::env::split_paths(&path) {
+            let cand = dir.join(name);
+            if is_executable_file(&cand) {
+                return Ok(Target {
+                    filename: cand.clone().into_os_string(),
+                    program: cand,
+                    argv,
+                });
+            }
+        }
+        Err(Error::Usage {
+            path: name.into(),
+            reason: "command not found in PATH".into(),
+        })
+    }
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// How to plan (and, with the same values, how to run).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub stage: Stage,
+    /// `setarch -R`: personality ADDR_NO_RANDOMIZE.
+    pub no_aslr: bool,
+    /// `None`: this machine's default (vm.legacy_va_layout).
+    pub layout: Option<Layout>,
+    /// `setarch --3gb`: personality ADDR_LIMIT_3GB (32-bit programs).
+    pub addr_limit_3gb: bool,
+    /// RLIMIT_STACK for the program; `None`: our own.
+    pub rlimit_stack: Option<u64>,
+    /// Seed for a randomized plan when ASLR is on.
+    pub seed: Option<u64>,
+    pub root: Option<PathBuf>,
+    /// The environment given to the program; `None`: our own.
+    pub env: Option<Vec<OsString>>,
+}
+
+impl Config {
+    /// The personality the program is exec'd with: ours, plus the requested flags.
+    pub fn personality(&self, machine: &MachineParams) -> Result<u32> {
+        let mut p = machine.personality;
+        if self.no_aslr {
+            p |= personality::ADDR_NO_RANDOMIZE;
+        }
+        match self.layout {
+            Some(Layout::Legacy) => p |= personality::ADDR_COMPAT_LAYOUT,
+            Some(Layout::Flexible) => {
+                if machine.legacy_va_layout {
+                    return Err(Error::Usage {
+                        path: "vm.legacy_va_layout".into(),
+                        reason: "is 1 on this machine: every program gets the legacy layout, \
+                                 --layout flexible cannot be honoured"
+                            .into(),
+                    });
+                }
+                p &= !personality::ADDR_COMPAT_LAYOUT;
+            }
+            None => {}
+        }
+        if self.addr_limit_3gb {
+            p |= personality::ADDR_LIMIT_3GB;
+        }
+        Ok(p)
+    }
+
+    pub fn rlimit_stack(&self, machine: &MachineParams) -> u64 {
+        self.rlimit_stack.unwrap_or(machine.rlimit_stack)
+    }
+
+    pub fn envp(&self, machine: &MachineParams) -> Vec<OsString> {
+        self.env.clone().unwrap_or_else(|| machine.env.clone())
+    }
+}
+
+/// A prediction.
+#[derive(Debug)]
+pub struct Plan {
+    pub stage: Stage,
+    /// The kernel's work (the exec stop).
+    pub exec: ExecImage,
+    /// The address space at `stage`.
+    pub mm: AddressSpace,
+}
+
+/// Plan `target` under `config` on `machine`.
+pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result<Plan> {
+    let pers = config.personality(machine)?;
+    let req = ExecRequest {
+        program: target.program.clone(),
+        filename: target.filename.clone(),
+        argv: target.argv.clone(),
+        envp: config.envp(machine),
+        personality: pers,
+        rlimit_stack: config.rlimit_stack(machine),
+        root: config.root.clone(),
+    };
+    // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
+    // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
+    let mut random = if machine.randomize_va_space != 0 {
+        ExecRandom::seeded(config.seed.unwrap_or_else(rand::random))
+    } else {
+        ExecRandom::Zero
+    };
+    let exec = load_elf_binary(&req, machine, &mut random)?;
+    let mm = exec.mm.clone();
+    match config.stage {
+        Stage::Exec => {}
+        Stage::Loaded | Stage::Entry => {
+            if exec.interp.is_some() {
+                return Err(Error::Usage {
+                    path: target.program.clone(),
+                    reason: format!(
+                        "the {} stage (the dynamic loader's work) is not modelled yet; use --stage exec",
+                        config.stage
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Plan {
+        stage: config.stage,
+        exec,
+        mm,
+    })
+}

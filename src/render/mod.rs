@@ -1,0 +1,4 @@
+//! Renderers: each takes the model and a writer. `maps` text lives in `crate::maps`.
+
+pub mod json;
+pub mod table;
