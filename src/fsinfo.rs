@@ -26,7 +26,7 @@ pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
     let dev = meta.dev();
     let thp_capable = nix::sys::statfs::statfs(&canon)
-        .map(|s| THP_FS_MAGIC.contains(&(s.filesystem_type().0 as i64)))
+        .map(|s| THP_FS_MAGIC.contains(&{ s.filesystem_type().0 }))
         .unwrap_or(false);
     Ok(Arc::new(FileRef {
         path: canon,

@@ -112,6 +112,9 @@ struct RunArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// compare: show predicted and real lines side by side (shortened).
+    #[arg(long)]
+    side_by_side: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -246,7 +249,11 @@ pub fn run() -> Result<ExitCode, CliError> {
                 serde_json::to_writer_pretty(&mut out, &diff).map_err(io::Error::other)?;
                 writeln!(out)?;
             } else {
-                out.write_all(diff.render().as_bytes())?;
+                if a.side_by_side {
+                    out.write_all(diff.render_side_by_side().as_bytes())?;
+                } else {
+                    out.write_all(diff.render().as_bytes())?;
+                }
                 if diff.identical() {
                     writeln!(
                         out,

@@ -68,6 +68,46 @@ impl Diff {
     }
 }
 
+/// A short form of a maps line for side-by-side display: range, perms, offset, and the
+/// name's last component.
+fn short(line: &str) -> String {
+    match crate::maps::MapsLine::parse(line) {
+        Ok(l) => {
+            let name = l.path.rsplit('/').next().unwrap_or("");
+            format!(
+                "{:>12x}-{:<12x} {} {:>8x} {}",
+                l.start, l.end, l.perms, l.offset, name
+            )
+        }
+        Err(_) => line.to_string(),
+    }
+}
+
+impl Diff {
+    /// Predicted and real lines next to each other (`=` same, `<` predicted only,
+    /// `>` real only), each shortened to range, perms, offset and file name.
+    pub fn render_side_by_side(&self) -> String {
+        const W: usize = 62;
+        let mut s = format!(
+            "{:<W$}   {}\n",
+            "predicted (elfmap plan)", "real (/proc/PID/maps)"
+        );
+        for l in &self.lines {
+            let row = match l {
+                DiffLine::Same(t) => {
+                    let x = short(t);
+                    format!("{x:<W$} = {x}")
+                }
+                DiffLine::Predicted(t) => format!("{:<W$} <", short(t)),
+                DiffLine::Observed(t) => format!("{:<W$} > {}", "", short(t)),
+            };
+            s.push_str(row.trim_end());
+            s.push('\n');
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

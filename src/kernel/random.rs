@@ -11,12 +11,12 @@ pub enum ExecRandom {
     /// No PF_RANDOMIZE (`setarch -R`, `randomize_va_space=0`): every draw is 0.
     Zero,
     /// Reproducible draws from a seed.
-    Seeded(StdRng),
+    Seeded(Box<StdRng>),
 }
 
 impl ExecRandom {
     pub fn seeded(seed: u64) -> ExecRandom {
-        ExecRandom::Seeded(StdRng::seed_from_u64(seed))
+        ExecRandom::Seeded(Box::new(StdRng::seed_from_u64(seed)))
     }
 
     fn below(&mut self, n: u64) -> u64 {

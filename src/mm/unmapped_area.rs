@@ -188,7 +188,7 @@ pub fn get_unmapped_area(mm: &AddressSpace, req: &SearchRequest) -> Result<u64, 
     }
     let thp = match req.file_offset {
         Some(off) if req.thp_capable_file => thp_get_unmapped_area(mm, req.addr, len, off),
-        None if !req.shared && req.addr == 0 && len % PMD_SIZE == 0 => {
+        None if !req.shared && req.addr == 0 && len.is_multiple_of(PMD_SIZE) => {
             thp_get_unmapped_area(mm, req.addr, len, 0)
         }
         _ => None,

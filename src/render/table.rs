@@ -29,11 +29,11 @@ struct Row {
 /// A size in KiB/MiB/GiB for people.
 pub fn human(n: u64) -> String {
     const K: u64 = 1024;
-    if n >= K * K * K && n % (K * K * K) == 0 {
+    if n >= K * K * K && n.is_multiple_of(K * K * K) {
         format!("{} GiB", n / (K * K * K))
     } else if n >= K * K {
         let m = n as f64 / (K * K) as f64;
-        if n % (K * K) == 0 {
+        if n.is_multiple_of(K * K) {
             format!("{} MiB", n / (K * K))
         } else {
             format!("{m:.1} MiB")

@@ -1,0 +1,50 @@
+# elfmap: two commands do all set-up on a fresh machine (see README.md):
+#   make demo   build, then predict and observe a 32-bit program at 0x08048000 and a 64-bit PIE
+#   make test   install what the tests need, build the test programs, run every test
+
+CARGO   ?= cargo
+ELFMAP  := target/release/elfmap
+# Debian packages the test programs need: 32-bit toolchain and loader, musl.
+APT_PKGS := gcc-multilib libc6-i386 musl-tools
+
+.PHONY: all deps build testdata test demo bench clean
+
+all: build
+
+# Install the packages that are missing (we are root on the development machines and CI).
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build:
+	$(CARGO) build --release
+
+testdata: deps
+	$(MAKE) -C testdata -j2
+
+test: deps testdata
+	$(CARGO) build --release
+	$(CARGO) test --release -- --test-threads=2
+
+demo: deps testdata build
+	@echo; echo "== a 32-bit non-PIE program, the classic i386 picture (setarch --3gb -R): text at 0x08048000"
+	@echo "\$$ elfmap plan --no-aslr --3gb --stage exec --format table testdata/build/hello32"
+	@$(ELFMAP) plan --no-aslr --3gb --stage exec --format table testdata/build/hello32
+	@echo; echo "\$$ elfmap compare --no-aslr --3gb --stage exec --side-by-side testdata/build/hello32"
+	@$(ELFMAP) compare --no-aslr --3gb --stage exec --side-by-side testdata/build/hello32
+	@echo; echo "== a 64-bit PIE at ELF_ET_DYN_BASE, ld.so just below mmap_base"
+	@echo "\$$ elfmap compare --no-aslr --stage exec --side-by-side testdata/build/hello64pie"
+	@$(ELFMAP) compare --no-aslr --stage exec --side-by-side testdata/build/hello64pie
+	@echo; echo "== /bin/ls, predicted and real (line diff)"
+	@echo "\$$ elfmap compare --no-aslr --stage exec /bin/ls"
+	@$(ELFMAP) compare --no-aslr --stage exec /bin/ls
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -C testdata clean
