@@ -45,6 +45,12 @@ demo: deps testdata build
 	@echo "\$$ elfmap compare --no-aslr --stage exec /bin/ls"
 	@$(ELFMAP) compare --no-aslr --stage exec /bin/ls
 
+# Timing against ld.so --list, ldd and libtree (never a timed test).
+bench: build
+	@command -v hyperfine >/dev/null && command -v libtree >/dev/null || \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq hyperfine libtree >/dev/null; }
+	bench/run.sh
+
 clean:
 	$(CARGO) clean
 	$(MAKE) -C testdata clean

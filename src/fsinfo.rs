@@ -20,14 +20,19 @@ const THP_FS_MAGIC: &[i64] = &[
     0x6573_5546, // FUSE_SUPER_MAGIC
 ];
 
+/// `OVERLAYFS_SUPER_MAGIC`: a stacking filesystem (see `FileRef::stacked`).
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
 /// Describe `path` as a mapping of open number `open_id` would show it.
 pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
     let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
     let dev = meta.dev();
-    let thp_capable = nix::sys::statfs::statfs(&canon)
-        .map(|s| THP_FS_MAGIC.contains(&{ s.filesystem_type().0 }))
-        .unwrap_or(false);
+    let magic = nix::sys::statfs::statfs(&canon)
+        .map(|s| s.filesystem_type().0)
+        .unwrap_or(0);
+    let thp_capable = THP_FS_MAGIC.contains(&{ magic });
+    let stacked = magic == OVERLAYFS_SUPER_MAGIC;
     Ok(Arc::new(FileRef {
         path: canon,
         dev_major: libc::major(dev),
@@ -35,5 +40,6 @@ pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
         ino: meta.ino(),
         open_id,
         thp_capable,
+        stacked,
     }))
 }

@@ -197,6 +197,13 @@ pub fn run() -> Result<ExitCode, CliError> {
             let target = Target::resolve(&a.common.program, &a.common.args)?;
             let cfg = config(&a.common, a.seed);
             let plan = elfmap::plan(&target, &cfg, &machine)?;
+            if plan.exec.per_clear && (cfg.no_aslr || cfg.layout == Some(Layout::Legacy)) {
+                eprintln!(
+                    "elfmap: note: {} is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE \
+                     and ADDR_COMPAT_LAYOUT for it, so this plan is randomised",
+                    target.program.display()
+                );
+            }
             let lines = maps::lines(&plan.mm);
             match a.format {
                 Format::Maps => out.write_all(maps::render(&plan.mm).as_bytes())?,

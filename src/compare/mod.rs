@@ -74,10 +74,8 @@ fn short(line: &str) -> String {
     match crate::maps::MapsLine::parse(line) {
         Ok(l) => {
             let name = l.path.rsplit('/').next().unwrap_or("");
-            format!(
-                "{:>12x}-{:<12x} {} {:>8x} {}",
-                l.start, l.end, l.perms, l.offset, name
-            )
+            let range = format!("{:08x}-{:08x}", l.start, l.end);
+            format!("{range:<33} {} {:>8x} {}", l.perms, l.offset, name)
         }
         Err(_) => line.to_string(),
     }
@@ -87,7 +85,7 @@ impl Diff {
     /// Predicted and real lines next to each other (`=` same, `<` predicted only,
     /// `>` real only), each shortened to range, perms, offset and file name.
     pub fn render_side_by_side(&self) -> String {
-        const W: usize = 62;
+        const W: usize = 66;
         let mut s = format!(
             "{:<W$}   {}\n",
             "predicted (elfmap plan)", "real (/proc/PID/maps)"

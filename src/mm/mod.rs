@@ -123,6 +123,7 @@ impl AddressSpace {
         if req.placement == Placement::FixedNoReplace && self.overlaps(addr, end) {
             return Err(MmError::Exists { start: addr, end });
         }
+        let merge = !req.file.as_ref().is_some_and(|(f, _)| f.stacked);
         let backing = match &req.file {
             Some((f, off)) => Backing::File {
                 file: f.clone(),
@@ -139,7 +140,7 @@ impl AddressSpace {
             growsdown: false,
             backing,
         };
-        self.insert(vma);
+        self.insert_vma(vma, merge);
         Ok(addr)
     }
 
@@ -163,10 +164,16 @@ impl AddressSpace {
     /// Insert a VMA built by the caller (special mappings, the stack): unmap what it covers,
     /// then merge with its neighbours.
     pub fn insert(&mut self, vma: Vma) {
+        self.insert_vma(vma, true);
+    }
+
+    fn insert_vma(&mut self, vma: Vma, merge: bool) {
         self.unmap_range(vma.start, vma.end);
         let pos = self.vmas.partition_point(|v| v.start < vma.start);
         self.vmas.insert(pos, vma);
-        self.merge_at(pos);
+        if merge {
+            self.merge_at(pos);
+        }
     }
 
     /// Models `mm/mmap.c: do_munmap()`: remove `[start, start+len)` (page-rounded), splitting
@@ -266,6 +273,7 @@ mod tests {
             ino: 1,
             open_id,
             thp_capable: true,
+            stacked: false,
         })
     }
 

@@ -54,6 +54,11 @@ pub struct FileRef {
     /// Whether the file's filesystem uses `thp_get_unmapped_area` (ext4, xfs, btrfs, ...):
     /// decides the 2 MiB alignment of hint-less file mappings on 64-bit.
     pub thp_capable: bool,
+    /// The file is on a stacking filesystem (overlayfs): its `f_op->mmap` swaps `vm_file`
+    /// for the backing file, so a new mapping never merges with its neighbour at mmap time
+    /// (the merge compares the caller's file with the neighbour's backing file). Observed on
+    /// 6.18: READ_IMPLIES_EXEC segments stay separate lines on overlayfs, merge on ext4.
+    pub stacked: bool,
 }
 
 /// What a VMA maps.
