@@ -100,3 +100,65 @@ fn set_user_id_programs_are_explained() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("set-user-ID"), "{}", stderr(&o));
 }
+
+/// `elfmap deps` lists the files the real loader opens (`ld.so --list`), in its order.
+#[test]
+fn deps_agrees_with_the_loader() {
+    for p in [
+        "/usr/bin/ls",
+        "/usr/bin/bash",
+        "/usr/bin/git",
+        "/usr/bin/ssh",
+        "/usr/bin/gdb",
+    ] {
+        if !std::path::Path::new(p).exists() {
+            continue;
+        }
+        let o = run(["deps", "--json", p]);
+        assert!(o.status.success(), "{p}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let ours: Vec<String> = v["objects"].as_array().unwrap()[1..]
+            .iter()
+            .map(|o| o["realpath"].as_str().unwrap().to_string())
+            .filter(|p| !p.contains("/ld-linux"))
+            .collect();
+        let real = std::process::Command::new("/lib64/ld-linux-x86-64.so.2")
+            .args(["--list", p])
+            .output()
+            .unwrap();
+        let theirs: Vec<String> = stdout(&real)
+            .lines()
+            .filter_map(|l| l.split(" => ").nth(1))
+            .filter_map(|r| r.split(" (").next())
+            .map(|r| {
+                std::fs::canonicalize(r.trim())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .filter(|p| !p.contains("/ld-linux"))
+            .collect();
+        assert_eq!(ours, theirs, "{p}");
+    }
+}
+
+#[test]
+fn deps_reports_missing_libraries() {
+    let p = testdata().join("main_runpath_missing");
+    let o = run(["deps", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("libleaf.so => NOT FOUND"),
+        "{}",
+        stdout(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("elfmap: ") && err.contains("libleaf.so"),
+        "{err}"
+    );
+    // The real loader agrees: the program cannot start.
+    let real = std::process::Command::new(&p).output().unwrap();
+    assert!(!real.status.success());
+    assert!(stderr(&real).contains("libleaf.so"));
+}

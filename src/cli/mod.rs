@@ -48,6 +48,22 @@ enum Cmd {
     /// (exit 0 identical, 1 different, 2 error).
     #[command(after_help = EXAMPLES)]
     Compare(RunArgs),
+    /// The dependency tree: for each library the path the loader chooses and why, and what
+    /// is missing (exit 2 if anything is).
+    Deps(DepsArgs),
+}
+
+#[derive(Args)]
+struct DepsArgs {
+    /// Print JSON instead of the tree.
+    #[arg(long)]
+    json: bool,
+    /// Resolve inside another filesystem image (container root, sysroot).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// The program (looked up in PATH if it has no '/').
+    #[arg(value_name = "PROGRAM")]
+    program: OsString,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -225,6 +241,50 @@ pub fn run() -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Deps(a) => {
+            let target = Target::resolve(&a.program, &[])?;
+            let cfg = Config {
+                stage: Stage::Loaded,
+                no_aslr: false,
+                layout: None,
+                addr_limit_3gb: false,
+                rlimit_stack: None,
+                seed: None,
+                root: a.root.clone(),
+                env: None,
+            };
+            let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
+                writeln!(
+                    out,
+                    "{}: statically linked (no PT_INTERP): no loader, no libraries",
+                    target.program.display()
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &graph).map_err(io::Error::other)?;
+                writeln!(out)?;
+            } else {
+                render::deps::write_tree(&graph, &mut out)?;
+            }
+            if graph.complete() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for m in &graph.missing {
+                    eprintln!(
+                        "elfmap: {}: {}: cannot open shared object file (needed by {})",
+                        target.program.display(),
+                        m.name,
+                        graph
+                            .objects
+                            .get(m.needed_by)
+                            .map(|o| o.requested.as_str())
+                            .unwrap_or("?")
+                    );
+                }
+                Ok(ExitCode::from(2))
+            }
+        }
         Cmd::Compare(a) => {
             let target = Target::resolve(&a.common.program, &a.common.args)?;
             let cfg = config(&a.common, None);
@@ -252,9 +312,45 @@ pub fn run() -> Result<ExitCode, CliError> {
             let req = run_request(&target, &cfg, &machine, a.timeout)?;
             let obs = observe::run(&req)?;
             let diff = Diff::new(&predicted, &obs.maps);
+            // At the entry stop, constructors may have made memory no header announces.
+            let verdict = (cfg.stage == Stage::Entry && !diff.identical()).then(|| {
+                let (p, o) = diff.one_sided();
+                elfmap::compare::entry::classify(&plan.mm, &p, &o)
+            });
             if a.json {
-                serde_json::to_writer_pretty(&mut out, &diff).map_err(io::Error::other)?;
+                let j = serde_json::json!({ "diff": diff, "entry": verdict });
+                serde_json::to_writer_pretty(&mut out, &j).map_err(io::Error::other)?;
                 writeln!(out)?;
+            } else if let Some(v) = &verdict {
+                out.write_all(diff.render().as_bytes())?;
+                if !v.by_initializers.is_empty() {
+                    writeln!(
+                        out,
+                        "made by initializers (library constructors before AT_ENTRY):"
+                    )?;
+                    for l in &v.by_initializers {
+                        writeln!(out, "  + {l}")?;
+                    }
+                    for l in &v.absorbed {
+                        writeln!(out, "  - {l}   (grew into the line above)")?;
+                    }
+                }
+                if v.ok() {
+                    writeln!(
+                        out,
+                        "identical except for memory made by initializers ({} lines)",
+                        v.by_initializers.len()
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "different: {} lines differ for no modelled reason:",
+                        v.mismatches.len()
+                    )?;
+                    for l in &v.mismatches {
+                        writeln!(out, "  {l}")?;
+                    }
+                }
             } else {
                 if a.side_by_side {
                     out.write_all(diff.render_side_by_side().as_bytes())?;
@@ -277,7 +373,8 @@ pub fn run() -> Result<ExitCode, CliError> {
                     )?;
                 }
             }
-            Ok(if diff.identical() {
+            let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
+            Ok(if same {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

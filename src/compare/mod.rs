@@ -1,6 +1,8 @@
 //! Line-by-line comparison of predicted and observed maps (start, end, perms, offset, dev,
 //! inode, path): a diff of the rendered lines.
 
+pub mod entry;
+
 use similar::{ChangeTag, TextDiff};
 
 /// One line of a diff.
@@ -37,6 +39,20 @@ impl Diff {
             })
             .collect();
         Diff { lines }
+    }
+
+    /// The lines only in the prediction, and only in the real process.
+    pub fn one_sided(&self) -> (Vec<String>, Vec<String>) {
+        let mut p = Vec::new();
+        let mut o = Vec::new();
+        for l in &self.lines {
+            match l {
+                DiffLine::Predicted(t) => p.push(t.clone()),
+                DiffLine::Observed(t) => o.push(t.clone()),
+                DiffLine::Same(_) => {}
+            }
+        }
+        (p, o)
     }
 
     pub fn identical(&self) -> bool {
