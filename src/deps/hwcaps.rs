@@ -1,0 +1,367 @@
+//! The CPU facts glibc 2.36's loader derives from CPUID and uses for the library search:
+//! the x86 ISA level (`cpu_features->isa_1`), the active glibc-hwcaps subdirectories, the
+//! legacy `dl_hwcap`/`dl_platform` values and the subdirectory list `_dl_important_hwcaps`
+//! builds from them (spec/ldso.md 2.7, 2.12).
+//!
+//! N.B. the `glibc.cpu.hwcaps`, `glibc.cpu.hwcap_mask` and `glibc.cpu.x86_*` tunables
+//! (GLIBC_TUNABLES, LD_HWCAP_MASK) can lower these values; they are not modelled.
+
+use crate::elf::Abi;
+
+/// `GNU_PROPERTY_X86_ISA_1_BASELINE` (elf.h).
+pub const GNU_PROPERTY_X86_ISA_1_BASELINE: u32 = 1 << 0;
+/// `GNU_PROPERTY_X86_ISA_1_V2`.
+pub const GNU_PROPERTY_X86_ISA_1_V2: u32 = 1 << 1;
+/// `GNU_PROPERTY_X86_ISA_1_V3`.
+pub const GNU_PROPERTY_X86_ISA_1_V3: u32 = 1 << 2;
+/// `GNU_PROPERTY_X86_ISA_1_V4`.
+pub const GNU_PROPERTY_X86_ISA_1_V4: u32 = 1 << 3;
+
+/// sysdeps/x86/dl-hwcap.h: `HWCAP_X86_SSE2`, `HWCAP_X86_64`, `HWCAP_X86_AVX512_1`.
+pub const HWCAP_X86_SSE2: u64 = 1 << 0;
+pub const HWCAP_X86_64: u64 = 1 << 1;
+pub const HWCAP_X86_AVX512_1: u64 = 1 << 2;
+
+/// sysdeps/x86/dl-procinfo.c: `_dl_x86_hwcap_flags`, indexed by hwcap bit.
+const DL_X86_HWCAP_FLAGS: [&str; 3] = ["sse2", "x86_64", "avx512_1"];
+/// sysdeps/x86/dl-procinfo.c: `_dl_x86_platforms`.
+const DL_X86_PLATFORMS: [&str; 4] = ["i586", "i686", "haswell", "xeon_phi"];
+/// sysdeps/x86_64/dl-hwcaps-subdirs.c: `_dl_hwcaps_subdirs`, best first.
+const DL_HWCAPS_SUBDIRS_X86_64: [&str; 3] = ["x86-64-v4", "x86-64-v3", "x86-64-v2"];
+/// elf/dl-hwcaps.h: `GLIBC_HWCAPS_PREFIX`.
+pub const GLIBC_HWCAPS_PREFIX: &str = "glibc-hwcaps/";
+
+#[cfg(target_arch = "x86_64")]
+fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! usable {
+    ($f:tt) => {
+        std::arch::is_x86_feature_detected!($f)
+    };
+}
+
+/// `CPU_FEATURE_USABLE_P (cpu_features, LAHF64_SAHF64)`: CPUID 0x80000001 ECX bit 0.
+#[cfg(target_arch = "x86_64")]
+fn lahf64_sahf64() -> bool {
+    cpuid(0x8000_0000, 0).0 >= 0x8000_0001 && cpuid(0x8000_0001, 0).2 & 1 != 0
+}
+
+/// Models sysdeps/x86/get-isa-level.h: `get_isa_level()`, the `GNU_PROPERTY_X86_ISA_1_*`
+/// bits of `cpu_features->isa_1` (x86-64 psABI levels). `is_x86_feature_detected!` includes
+/// the OS (XCR0) checks that glibc's "usable" bits include. On x86-64 CMOV, CX8, FPU, FXSR,
+/// MMX, SSE and SSE2 are architectural, so the baseline is always set.
+#[cfg(target_arch = "x86_64")]
+pub fn get_isa_level() -> u32 {
+    let mut isa = GNU_PROPERTY_X86_ISA_1_BASELINE;
+    if !(usable!("cmpxchg16b")
+        && lahf64_sahf64()
+        && usable!("popcnt")
+        && usable!("sse3")
+        && usable!("ssse3")
+        && usable!("sse4.1")
+        && usable!("sse4.2"))
+    {
+        return isa;
+    }
+    isa |= GNU_PROPERTY_X86_ISA_1_V2;
+    if !(usable!("avx")
+        && usable!("avx2")
+        && usable!("f16c")
+        && usable!("fma")
+        && usable!("lzcnt")
+        && usable!("movbe"))
+    {
+        return isa;
+    }
+    isa |= GNU_PROPERTY_X86_ISA_1_V3;
+    if usable!("avx512f")
+        && usable!("avx512bw")
+        && usable!("avx512cd")
+        && usable!("avx512dq")
+        && usable!("avx512vl")
+    {
+        isa |= GNU_PROPERTY_X86_ISA_1_V4;
+    }
+    isa
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn get_isa_level() -> u32 {
+    0
+}
+
+/// What one loader (the x86-64 or the i386 one) computes at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoaderHwcaps {
+    /// `cpu_features->isa_1`.
+    pub isa_1: u32,
+    /// Active glibc-hwcaps subdirectories, best first (`_dl_hwcaps_subdirs_active`).
+    pub hwcaps_subdirs_active: Vec<&'static str>,
+    /// `GLRO(dl_hwcap)`.
+    pub dl_hwcap: u64,
+    /// `GLRO(dl_hwcap_mask)` = `HWCAP_IMPORTANT` (tunable default).
+    pub dl_hwcap_mask: u64,
+    /// `GLRO(dl_platform)`: AT_PLATFORM ("x86_64"; the kernel says "i686" for compat tasks),
+    /// replaced by "haswell"/"xeon_phi" on some Intel CPUs.
+    pub dl_platform: &'static str,
+}
+
+impl LoaderHwcaps {
+    /// Models sysdeps/x86/cpu-features.c: `init_cpu_features()` (the `dl_hwcap`/`dl_platform`
+    /// part) and sysdeps/x86_64/dl-hwcaps-subdirs.c: `_dl_hwcaps_subdirs_active()` for the
+    /// loader of `abi`, on this CPU.
+    pub fn for_abi(abi: Abi) -> LoaderHwcaps {
+        let isa_1 = get_isa_level();
+        match abi {
+            Abi::X86_64 => {
+                let (dl_hwcap, platform) = x86_64_hwcap_platform();
+                // Test in reverse preference order: v2, v3, v4; the last `active` names of the
+                // list are active.
+                let levels = [
+                    GNU_PROPERTY_X86_ISA_1_V2,
+                    GNU_PROPERTY_X86_ISA_1_V3,
+                    GNU_PROPERTY_X86_ISA_1_V4,
+                ];
+                let active = levels.iter().take_while(|&&l| isa_1 & l != 0).count();
+                LoaderHwcaps {
+                    isa_1,
+                    hwcaps_subdirs_active: DL_HWCAPS_SUBDIRS_X86_64[3 - active..].to_vec(),
+                    dl_hwcap,
+                    dl_hwcap_mask: HWCAP_X86_64 | HWCAP_X86_AVX512_1,
+                    dl_platform: platform,
+                }
+            }
+            // elf/dl-hwcaps-subdirs.c (generic, empty list); SSE2 is always usable on a CPU
+            // that runs x86-64; an i686-class CPU gives platform "i686".
+            Abi::I386 => LoaderHwcaps {
+                isa_1,
+                hwcaps_subdirs_active: Vec::new(),
+                dl_hwcap: HWCAP_X86_SSE2,
+                dl_hwcap_mask: HWCAP_X86_SSE2,
+                dl_platform: "i686",
+            },
+        }
+    }
+
+    /// `_dl_string_platform(GLRO(dl_platform))`: the platform's bit number in cache hwcap
+    /// words (`_DL_FIRST_PLATFORM + i`), for the platforms this loader knows
+    /// (x86-64: haswell, xeon_phi; i386: i586, i686).
+    pub fn string_platform(&self, abi: Abi) -> Option<u32> {
+        let range = match abi {
+            Abi::X86_64 => 2..4,
+            Abi::I386 => 0..2,
+        };
+        range
+            .into_iter()
+            .find(|&i| DL_X86_PLATFORMS[i] == self.dl_platform)
+            .map(|i| super::ldcache::DL_FIRST_PLATFORM + i as u32)
+    }
+
+    /// Models elf/dl-hwcaps.c: `_dl_important_hwcaps()`: the subdirectory prefixes tried in
+    /// every search directory, in order, each ending in '/' (the last one is "", the
+    /// directory itself). First the active glibc-hwcaps names, then the legacy power set of
+    /// the components (names of the set bits of `dl_hwcap & dl_hwcap_mask` in ascending bit
+    /// order, the platform, "tls"): entry i holds the components whose bit is set in
+    /// `2^n - 1 - i`, written last component first. Duplicates are kept, as ld.so keeps them
+    /// (x86-64 here: `tls/x86_64/` appears twice, once for the platform, once for the hwcap).
+    pub fn important_hwcaps(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .hwcaps_subdirs_active
+            .iter()
+            .map(|n| format!("{GLIBC_HWCAPS_PREFIX}{n}/"))
+            .collect();
+        let masked = self.dl_hwcap & self.dl_hwcap_mask;
+        let mut comps: Vec<&str> = (0..64)
+            .filter(|b| masked & (1u64 << b) != 0)
+            .map(|b| DL_X86_HWCAP_FLAGS.get(b as usize).copied().unwrap_or("?"))
+            .collect();
+        comps.push(self.dl_platform);
+        comps.push("tls");
+        let n = comps.len();
+        for i in 0..(1usize << n) {
+            let mask = (1usize << n) - 1 - i;
+            let mut s = String::new();
+            for k in (0..n).rev() {
+                if mask & (1 << k) != 0 {
+                    s.push_str(comps[k]);
+                    s.push('/');
+                }
+            }
+            out.push(s);
+        }
+        out
+    }
+}
+
+/// The x86-64 branch of `init_cpu_features()`: `dl_hwcap = HWCAP_X86_64`, and on Intel CPUs
+/// `HWCAP_X86_AVX512_1` and the "haswell"/"xeon_phi" platform overrides.
+#[cfg(target_arch = "x86_64")]
+fn x86_64_hwcap_platform() -> (u64, &'static str) {
+    let mut hwcap = HWCAP_X86_64;
+    let (_, b, c, d) = cpuid(0, 0);
+    let intel = (b, d, c) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e); // "GenuineIntel"
+    if !intel {
+        return (hwcap, "x86_64");
+    }
+    let mut platform = None;
+    if usable!("avx512cd") {
+        // AVX512ER / AVX512PF: CPUID 7.0 EBX bits 27 / 26, usable when AVX512F is.
+        let ebx7 = if cpuid(0, 0).0 >= 7 { cpuid(7, 0).1 } else { 0 };
+        let avx512f = usable!("avx512f");
+        let er = avx512f && ebx7 & (1 << 27) != 0;
+        let pf = avx512f && ebx7 & (1 << 26) != 0;
+        if er {
+            if pf {
+                platform = Some("xeon_phi");
+            }
+        } else if usable!("avx512bw") && usable!("avx512dq") && usable!("avx512vl") {
+            hwcap |= HWCAP_X86_AVX512_1;
+        }
+    }
+    if platform.is_none()
+        && usable!("avx2")
+        && usable!("fma")
+        && usable!("bmi1")
+        && usable!("bmi2")
+        && usable!("lzcnt")
+        && usable!("movbe")
+        && usable!("popcnt")
+    {
+        platform = Some("haswell");
+    }
+    (hwcap, platform.unwrap_or("x86_64"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_64_hwcap_platform() -> (u64, &'static str) {
+    (HWCAP_X86_64, "x86_64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn diagnostics(ldso: &str) -> Option<String> {
+        let out = Command::new(ldso).arg("--list-diagnostics").output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    #[test]
+    fn deps_hwcaps_match_ld_so_diagnostics_x86_64() {
+        let Some(text) = diagnostics("/lib64/ld-linux-x86-64.so.2") else {
+            eprintln!("skipped: no x86-64 ld.so");
+            return;
+        };
+        let h = LoaderHwcaps::for_abi(Abi::X86_64);
+        let active = u32::from_str_radix(
+            field(&text, "dl_hwcaps_subdirs_active")
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        // Bit i of the mask = name i of "x86-64-v4:x86-64-v3:x86-64-v2".
+        let want: Vec<&str> = (0..3)
+            .filter(|i| active & (1 << i) != 0)
+            .map(|i| DL_HWCAPS_SUBDIRS_X86_64[i])
+            .collect();
+        assert_eq!(h.hwcaps_subdirs_active, want);
+        assert_eq!(
+            format!("\"{}\"", h.dl_platform),
+            field(&text, "dl_platform").unwrap()
+        );
+        assert_eq!(
+            format!("{:#x}", h.dl_hwcap),
+            field(&text, "dl_hwcap").unwrap()
+        );
+        assert_eq!(
+            format!("{:#x}", h.dl_hwcap_mask),
+            field(&text, "dl_hwcap_important").unwrap()
+        );
+        let sp = field(&text, "dl_string_platform").unwrap();
+        let ours = h.string_platform(Abi::X86_64).map_or(u64::MAX, u64::from);
+        assert_eq!(format!("{ours:#x}"), sp);
+    }
+
+    #[test]
+    fn deps_hwcaps_match_ld_so_diagnostics_i386() {
+        let Some(text) = diagnostics("/lib/ld-linux.so.2") else {
+            eprintln!("skipped: no i386 ld.so");
+            return;
+        };
+        let h = LoaderHwcaps::for_abi(Abi::I386);
+        assert_eq!(field(&text, "dl_hwcaps_subdirs_active"), Some("0x0"));
+        assert_eq!(
+            format!("\"{}\"", h.dl_platform),
+            field(&text, "dl_platform").unwrap()
+        );
+        assert_eq!(
+            format!("{:#x}", h.dl_hwcap),
+            field(&text, "dl_hwcap").unwrap()
+        );
+        let ours = h.string_platform(Abi::I386).map_or(u64::MAX, u64::from);
+        assert_eq!(
+            format!("{ours:#x}"),
+            field(&text, "dl_string_platform").unwrap()
+        );
+    }
+
+    #[test]
+    fn deps_hwcaps_subdir_lists() {
+        let h = LoaderHwcaps {
+            isa_1: 7,
+            hwcaps_subdirs_active: vec!["x86-64-v3", "x86-64-v2"],
+            dl_hwcap: HWCAP_X86_64,
+            dl_hwcap_mask: HWCAP_X86_64 | HWCAP_X86_AVX512_1,
+            dl_platform: "x86_64",
+        };
+        // As LD_DEBUG=libs prints it on this machine (spec 2.7).
+        assert_eq!(
+            h.important_hwcaps(),
+            [
+                "glibc-hwcaps/x86-64-v3/",
+                "glibc-hwcaps/x86-64-v2/",
+                "tls/x86_64/x86_64/",
+                "tls/x86_64/",
+                "tls/x86_64/",
+                "tls/",
+                "x86_64/x86_64/",
+                "x86_64/",
+                "x86_64/",
+                ""
+            ]
+        );
+        let h = LoaderHwcaps {
+            isa_1: 7,
+            hwcaps_subdirs_active: vec![],
+            dl_hwcap: HWCAP_X86_SSE2,
+            dl_hwcap_mask: HWCAP_X86_SSE2,
+            dl_platform: "i686",
+        };
+        assert_eq!(
+            h.important_hwcaps(),
+            [
+                "tls/i686/sse2/",
+                "tls/i686/",
+                "tls/sse2/",
+                "tls/",
+                "i686/sse2/",
+                "i686/",
+                "sse2/",
+                ""
+            ]
+        );
+    }
+}
