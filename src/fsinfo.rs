@@ -2,8 +2,10 @@
 //! (symlinks resolved), `MAJOR:MINOR` of the filesystem's device, the inode, and whether the
 //! filesystem's `get_unmapped_area` is `thp_get_unmapped_area`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -23,14 +25,56 @@ const THP_FS_MAGIC: &[i64] = &[
 /// `OVERLAYFS_SUPER_MAGIC`: a stacking filesystem (see `FileRef::stacked`).
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
+thread_local! {
+    /// Canonical form of directories already seen (a library directory is resolved once).
+    static CANON_DIRS: RefCell<HashMap<PathBuf, PathBuf>> = RefCell::new(HashMap::new());
+    /// `statfs` magic per device.
+    static FS_MAGIC: RefCell<HashMap<u64, i64>> = RefCell::new(HashMap::new());
+}
+
+/// `realpath(path)`, resolving each directory once per process: the canonical parent comes
+/// from a cache, and only the last component is looked at (a symlink there falls back to a
+/// full resolution).
+pub fn canonicalize(path: &Path) -> std::io::Result<PathBuf> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return std::fs::canonicalize(path);
+    };
+    if parent.as_os_str().is_empty() || name == ".." || name == "." {
+        return std::fs::canonicalize(path);
+    }
+    let cached = CANON_DIRS.with(|c| c.borrow().get(parent).cloned());
+    let dir = match cached {
+        Some(d) => d,
+        None => {
+            let d = std::fs::canonicalize(parent)?;
+            CANON_DIRS.with(|c| c.borrow_mut().insert(parent.to_path_buf(), d.clone()));
+            d
+        }
+    };
+    let joined = dir.join(name);
+    let meta = std::fs::symlink_metadata(&joined)?;
+    if meta.file_type().is_symlink() {
+        std::fs::canonicalize(&joined)
+    } else {
+        Ok(joined)
+    }
+}
+
 /// Describe `path` as a mapping of open number `open_id` would show it.
 pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
-    let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let canon = canonicalize(path).map_err(|e| Error::io(path, e))?;
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
     let dev = meta.dev();
-    let magic = nix::sys::statfs::statfs(&canon)
-        .map(|s| s.filesystem_type().0)
-        .unwrap_or(0);
+    let magic = match FS_MAGIC.with(|m| m.borrow().get(&dev).copied()) {
+        Some(m) => m,
+        None => {
+            let m = nix::sys::statfs::statfs(&canon)
+                .map(|s| s.filesystem_type().0)
+                .unwrap_or(0);
+            FS_MAGIC.with(|c| c.borrow_mut().insert(dev, m));
+            m
+        }
+    };
     let thp_capable = THP_FS_MAGIC.contains(&{ magic });
     let stacked = magic == OVERLAYFS_SUPER_MAGIC;
     Ok(Arc::new(FileRef {

@@ -13,6 +13,7 @@ pub mod elf;
 pub mod error;
 pub mod fsinfo;
 pub mod kernel;
+pub mod ldso;
 pub mod maps;
 pub mod mm;
 pub mod observe;

@@ -178,18 +178,66 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
         ExecRandom::Zero
     };
     let exec = load_elf_binary(&req, machine, &mut random)?;
-    let mm = exec.mm.clone();
+    let mut mm = exec.mm.clone();
     match config.stage {
         Stage::Exec => {}
         Stage::Loaded | Stage::Entry => {
-            if exec.interp.is_some() {
-                return Err(Error::Usage {
-                    path: target.program.clone(),
-                    reason: format!(
-                        "the {} stage (the dynamic loader's work) is not modelled yet; use --stage exec",
-                        config.stage
-                    ),
-                });
+            if let Some(interp) = &exec.interp {
+                let flavor = crate::deps::Flavor::from_interp(&interp.requested);
+                let mut env = crate::deps::LoaderEnv::from_env(
+                    exec.abi,
+                    flavor,
+                    &req.envp,
+                    config.root.clone(),
+                );
+                env.secure = crate::ldso::at_secure(&target.program);
+                let program = crate::elf::ElfImage::open(&target.program)?;
+                let graph = crate::deps::resolve(
+                    &program,
+                    Path::new(&target.filename),
+                    &interp.requested,
+                    &env,
+                )?;
+                if flavor == crate::deps::Flavor::Musl {
+                    // musl: nothing changes between `_dl_debug_state()` and AT_ENTRY
+                    // (constructors run later, from __libc_start_main).
+                    let loaded = crate::ldso::musl::dls3(&exec, &graph, &env)?;
+                    mm = if config.stage == Stage::Loaded {
+                        loaded.mm
+                    } else {
+                        loaded.at_entry()
+                    };
+                } else {
+                    let opts = crate::ldso::RtldOptions::from_env(&req.envp);
+                    let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts)?;
+                    // Entry: ld.so unmaps the cache; library constructors may then add
+                    // mappings (a [heap] most often) that are not predicted.
+                    mm = if config.stage == Stage::Loaded {
+                        loaded.mm
+                    } else {
+                        loaded.at_entry()
+                    };
+                }
+            } else if let Some(name) = crate::ldso::rtld_is_main_program(&exec, &target.argv) {
+                // glibc's ld.so run as a command: it maps the program itself.
+                let program = crate::elf::ElfImage::open(Path::new(&name))?;
+                let interp = crate::elf::check::interp_path(&program)?
+                    .unwrap_or_else(|| exec.program_file.path.clone());
+                let mut env = crate::deps::LoaderEnv::from_env(
+                    exec.abi,
+                    crate::deps::Flavor::Glibc,
+                    &req.envp,
+                    config.root.clone(),
+                );
+                env.secure = crate::ldso::at_secure(&target.program);
+                let graph = crate::deps::resolve(&program, Path::new(&name), &interp, &env)?;
+                let opts = crate::ldso::RtldOptions::from_env(&req.envp);
+                let loaded = crate::ldso::dl_main_rtld_is_main(&exec, &graph, &env, opts, &name)?;
+                mm = if config.stage == Stage::Loaded {
+                    loaded.mm
+                } else {
+                    loaded.at_entry()
+                };
             }
         }
     }
@@ -198,4 +246,23 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
         exec,
         mm,
     })
+}
+
+/// The dependency graph of `target` as its dynamic loader would resolve it in the
+/// environment of `config` (for `elfmap deps`). `Ok(None)` for a program without PT_INTERP.
+pub fn dependencies(
+    target: &Target,
+    config: &Config,
+    machine: &MachineParams,
+) -> Result<Option<crate::deps::DepGraph>> {
+    use crate::deps::{Flavor, LoaderEnv};
+    let img = crate::elf::ElfImage::open(&target.program)?;
+    let abi = crate::elf::check::check_program(&img)?;
+    let Some(interp) = crate::elf::check::interp_path(&img)? else {
+        return Ok(None);
+    };
+    let flavor = Flavor::from_interp(&interp);
+    let env = LoaderEnv::from_env(abi, flavor, &config.envp(machine), config.root.clone());
+    let as_execed = Path::new(&target.filename);
+    crate::deps::resolve(&img, as_execed, &interp, &env).map(Some)
 }

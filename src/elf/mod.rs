@@ -79,7 +79,10 @@ impl ElfImage {
         }
         // SAFETY-free: memmap2's `Mmap::map` is unsafe only because another process could
         // change the file under us; we treat the bytes as untrusted input anyway.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        // The length is known from the fstat above; telling memmap2 saves it a second one.
+        let len = usize::try_from(meta.len()).map_err(|_| bad(path, "file too large"))?;
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }
+            .map_err(|e| Error::io(path, e))?;
         Self::from_map(path, map, meta)
     }
 

@@ -102,6 +102,13 @@ impl AddressSpace {
         }
         let fixed = req.placement != Placement::Hint;
         let offset = req.file.as_ref().map(|(_, o)| *o).unwrap_or(0);
+        // mm/mmap.c: file_mmap_ok(): the file range must not wrap (EOVERFLOW).
+        if req.file.is_some() && offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+            return Err(MmError::Invalid {
+                start: req.addr,
+                len: req.len,
+            });
+        }
         let addr = unmapped_area::get_unmapped_area(
             self,
             &SearchRequest {

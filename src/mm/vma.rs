@@ -100,7 +100,7 @@ impl Vma {
     /// Byte offset in the file of address `addr` inside this VMA (0 for anonymous memory).
     pub fn offset_at(&self, addr: u64) -> u64 {
         match &self.backing {
-            Backing::File { offset, .. } => offset + (addr - self.start),
+            Backing::File { offset, .. } => offset.wrapping_add(addr - self.start),
             _ => 0,
         }
     }

@@ -88,6 +88,29 @@ pub fn write(plan: &Plan, lines: &[MapsLine], out: &mut dyn Write) -> io::Result
         "start_brk    {:#x}   start_stack {:#x}   stack_top {:#x}",
         plan.mm.start_brk, plan.mm.start_stack, e.stack.stack_top
     )?;
+    if plan.stage == crate::plan::Stage::Entry {
+        // Where memory made by constructors would go: brk grows from start_brk, and the next
+        // hint-less anonymous mmap (e.g. a malloc arena) goes where get_unmapped_area puts it.
+        let next = crate::mm::unmapped_area::get_unmapped_area(
+            &plan.mm,
+            &crate::mm::SearchRequest {
+                addr: 0,
+                len: crate::addr::PAGE_SIZE,
+                fixed: false,
+                file_offset: None,
+                thp_capable_file: false,
+                shared: false,
+            },
+        );
+        if let Ok(a) = next {
+            writeln!(
+                out,
+                "initializers [heap] would start at start_brk {:#x}; a new anonymous mmap would end at {:#x}",
+                plan.mm.start_brk,
+                a + crate::addr::PAGE_SIZE
+            )?;
+        }
+    }
     let rows: Vec<Row> = lines
         .iter()
         .map(|m| Row {

@@ -1,0 +1,95 @@
+//! DOC: the size of each object's version array. Models the index scan of glibc 2.36
+//! `elf/dl-version.c: _dl_check_map_versions()`: the highest `vna_other` of the
+//! DT_VERNEED entries and the highest `vd_ndx` of the DT_VERDEF entries (both `& 0x7fff`)
+//! give `ndx_high`, and `calloc(ndx_high + 1, sizeof(struct r_found_version))` is made
+//! when it is above 0 (spec/ldso.md 4.4 item 6).
+//!
+//! Only the version tables are read (a few hundred bytes), through the PT_LOADs' file
+//! offsets, each step bounds-checked; a damaged table ends the walk.
+
+use crate::elf::dynamic::{vaddr_to_offset, DynamicInfo};
+use crate::elf::ElfImage;
+
+/// How many entries a walk follows at most (hostile tables can loop).
+const MAX_ENTRIES: usize = 1 << 16;
+
+fn u16_at(b: &[u8], off: u64) -> Option<u16> {
+    let o = usize::try_from(off).ok()?;
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+
+fn u32_at(b: &[u8], off: u64) -> Option<u32> {
+    let o = usize::try_from(off).ok()?;
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+
+/// `ndx_high` of an object: the largest version index its DT_VERNEED and DT_VERDEF
+/// tables use, 0 if it has neither.
+pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
+    let bytes = img.bytes();
+    let mut high = 0u32;
+    if let Some(off) = dynamic.verneed.and_then(|v| vaddr_to_offset(img, v)) {
+        // Elf*_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
+        // Elf*_Vernaux: vna_hash u32, vna_flags u16, vna_other u16, vna_name u32,
+        // vna_next u32. The same layout in both classes.
+        let mut ent = off;
+        'need: for _ in 0..MAX_ENTRIES {
+            let (Some(vn_aux), Some(vn_next)) = (u32_at(bytes, ent + 8), u32_at(bytes, ent + 12))
+            else {
+                break;
+            };
+            let mut aux = ent + u64::from(vn_aux);
+            for _ in 0..MAX_ENTRIES {
+                let (Some(other), Some(vna_next)) =
+                    (u16_at(bytes, aux + 6), u32_at(bytes, aux + 12))
+                else {
+                    break 'need;
+                };
+                high = high.max(u32::from(other & 0x7fff));
+                if vna_next == 0 {
+                    break;
+                }
+                aux += u64::from(vna_next);
+            }
+            if vn_next == 0 {
+                break;
+            }
+            ent += u64::from(vn_next);
+        }
+    }
+    if let Some(off) = dynamic.verdef.and_then(|v| vaddr_to_offset(img, v)) {
+        // Elf*_Verdef: vd_version u16, vd_flags u16, vd_ndx u16, vd_cnt u16, vd_hash u32,
+        // vd_aux u32, vd_next u32.
+        let mut ent = off;
+        for _ in 0..MAX_ENTRIES {
+            let (Some(ndx), Some(vd_next)) = (u16_at(bytes, ent + 4), u32_at(bytes, ent + 16))
+            else {
+                break;
+            };
+            high = high.max(u32::from(ndx & 0x7fff));
+            if vd_next == 0 {
+                break;
+            }
+            ent += u64::from(vd_next);
+        }
+    }
+    high
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// spec/ldso.md 4.4: libc.so.6 on x86-64 has ndx 43 (1056-byte array).
+    #[test]
+    fn ldso_versions_of_libc() {
+        let Ok(img) = ElfImage::open(Path::new("/lib/x86_64-linux-gnu/libc.so.6")) else {
+            eprintln!("skipped: no libc.so.6");
+            return;
+        };
+        let d = crate::elf::dynamic::read_dynamic(&img).unwrap().unwrap();
+        let n = version_ndx_high(&img, &d);
+        assert!(n >= 40, "{n}");
+    }
+}

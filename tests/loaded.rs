@@ -1,0 +1,268 @@
+//! The loaded stage (glibc's ld.so at the `r_debug` RT_CONSISTENT rendezvous), predicted vs
+//! the real process: `plan --stage loaded` must print exactly what `run --stage loaded`
+//! reads from /proc/PID/maps, with ASLR off, in the flexible and the legacy layout, for the
+//! test programs and for system programs. The kernel and the real ld.so are the oracle: no
+//! address is typed into these tests.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use util::*;
+
+/// Test programs whose loaded stage is modelled: glibc programs (musl's loader is not
+/// modelled yet) that start (main_runpath_missing must fail, see its own test).
+fn glibc_programs() -> Vec<PathBuf> {
+    testdata_programs()
+        .into_iter()
+        .filter(|p| {
+            let s = p.to_string_lossy();
+            !s.contains("musl") && !s.ends_with("main_runpath_missing")
+        })
+        .collect()
+}
+
+/// System programs with many libraries, C and C++ (libstdc++'s unique symbols): every one
+/// that is installed.
+fn system_programs() -> Vec<PathBuf> {
+    [
+        "/usr/bin/ls",
+        "/usr/bin/bash",
+        "/usr/bin/git",
+        "/usr/bin/ssh",
+        "/usr/bin/perl",
+        "/usr/bin/python3",
+        "/usr/bin/curl",
+        "/usr/bin/gdb",
+        "/usr/bin/soelim",
+        "/usr/bin/apt",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .collect()
+}
+
+fn check_all(opts: &[&str], programs: &[PathBuf]) {
+    let mut failures = Vec::new();
+    for p in programs {
+        if let Some(f) = plan_vs_run(opts, p, &[]) {
+            failures.push(f);
+        }
+    }
+    assert_no_failures(&format!("{opts:?}"), programs.len(), &failures);
+}
+
+/// `plan` and `run` of `program` with extra environment variables; `Some(report)` if they
+/// differ or fail.
+fn plan_vs_run_env(opts: &[&str], program: &Path, env: &[(String, String)]) -> Option<String> {
+    let out = |cmd: &str| {
+        let o = elfmap()
+            .arg(cmd)
+            .args(opts)
+            .arg(program)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("cannot run elfmap");
+        (o.status.success(), stdout(&o), stderr(&o))
+    };
+    let (pok, ps, pe) = out("plan");
+    let (rok, rs, re) = out("run");
+    let head = format!("{env:?} {opts:?} {}", program.display());
+    if !pok || !rok {
+        return Some(format!("{head}: plan: {}; run: {}", pe.trim(), re.trim()));
+    }
+    (ps != rs).then(|| format!("{head}:\n--- expected (run)\n{rs}--- got (plan)\n{ps}"))
+}
+
+const LOADED: [&str; 3] = ["--no-aslr", "--stage", "loaded"];
+const LOADED_LEGACY: [&str; 5] = ["--no-aslr", "--stage", "loaded", "--layout", "legacy"];
+
+#[test]
+fn loaded_testdata_flexible() {
+    check_all(&LOADED, &glibc_programs());
+}
+
+#[test]
+fn loaded_testdata_legacy() {
+    check_all(&LOADED_LEGACY, &glibc_programs());
+}
+
+#[test]
+fn loaded_testdata_32bit_3gb() {
+    let progs: Vec<PathBuf> = glibc_programs()
+        .into_iter()
+        .filter(|p| is_32bit(p))
+        .collect();
+    assert!(
+        progs.len() >= 8,
+        "expected the 32-bit test programs, found {progs:?}"
+    );
+    check_all(&["--no-aslr", "--stage", "loaded", "--3gb"], &progs);
+    check_all(
+        &[
+            "--no-aslr",
+            "--stage",
+            "loaded",
+            "--3gb",
+            "--layout",
+            "legacy",
+        ],
+        &progs,
+    );
+}
+
+#[test]
+fn loaded_testdata_unlimited_stack() {
+    check_all(
+        &[
+            "--no-aslr",
+            "--stage",
+            "loaded",
+            "--stack-limit",
+            "unlimited",
+        ],
+        &glibc_programs(),
+    );
+}
+
+/// At AT_ENTRY the cache is unmapped again; the test programs' libraries have no
+/// constructors that map memory, so entry is exact too.
+#[test]
+fn entry_testdata_flexible() {
+    check_all(&["--no-aslr", "--stage", "entry"], &glibc_programs());
+}
+
+#[test]
+fn loaded_system_flexible() {
+    check_all(&LOADED, &system_programs());
+}
+
+#[test]
+fn loaded_system_legacy() {
+    check_all(&LOADED_LEGACY, &system_programs());
+}
+
+/// The loader's environment: LD_LIBRARY_PATH (with empty elements, a DST and ';'),
+/// LD_PRELOAD (a path, bare names, a name of the wrong class for the i386 loader) and
+/// LD_BIND_NOW (which changes which relocations bind unique symbols).
+#[test]
+fn loaded_with_loader_environment() {
+    let t = testdata();
+    let lib = |p: &str| t.join(p).to_string_lossy().into_owned();
+    let kv = |k: &str, v: String| (k.to_string(), v);
+    let envs: Vec<Vec<(String, String)>> = vec![
+        vec![kv(
+            "LD_LIBRARY_PATH",
+            format!("{}:{}", lib("r1"), lib("lib")),
+        )],
+        vec![kv(
+            "LD_LIBRARY_PATH",
+            "::/nonexistent:$ORIGIN/r1;/tmp".into(),
+        )],
+        vec![kv(
+            "LD_LIBRARY_PATH",
+            "/lib/x86_64-linux-gnu/:/usr/lib/x86_64-linux-gnu".into(),
+        )],
+        vec![kv("LD_PRELOAD", lib("r1/libleaf.so"))],
+        vec![
+            kv("LD_PRELOAD", "libm.so.6:libz.so.1".into()),
+            kv("LD_LIBRARY_PATH", "/tmp".into()),
+        ],
+        vec![kv("LD_BIND_NOW", "1".into())],
+    ];
+    let mut progs = vec![
+        t.join("hello64pie"),
+        t.join("main_rpath"),
+        t.join("main_all"),
+        t.join("m32/main_all32"),
+    ];
+    progs.extend(
+        ["/usr/bin/ls", "/usr/bin/soelim"]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists()),
+    );
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for env in &envs {
+        for p in &progs {
+            checked += 1;
+            if let Some(f) = plan_vs_run_env(&LOADED, p, env) {
+                failures.push(f);
+            }
+        }
+    }
+    assert_no_failures("loader environment", checked, &failures);
+}
+
+/// A library asking for an executable stack: ld.so's mprotect with PROT_GROWSDOWN changes
+/// the stack from its start up to the page holding the initial stack pointer. With a large
+/// environment that page is not the top one and `[stack]` splits into `rwxp` + `rw-p`.
+#[test]
+fn loaded_executable_stack_with_large_environment() {
+    let p = testdata().join("main_execstack_lib");
+    let mut failures = Vec::new();
+    for n in [0usize, 3000] {
+        let env: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("A{i:05}"), "x".repeat(40)))
+            .collect();
+        if let Some(f) = plan_vs_run_env(&LOADED, &p, &env) {
+            failures.push(f);
+        }
+    }
+    assert_no_failures("executable stack", 2, &failures);
+}
+
+/// A program whose library cannot be found: ld.so fails, and so does the plan.
+#[test]
+fn loaded_missing_library_fails_like_ld_so() {
+    let p = testdata().join("main_runpath_missing");
+    let args = |cmd: &'static str| {
+        let mut v: Vec<std::ffi::OsString> = [cmd, "--no-aslr", "--stage", "loaded"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        v.push(p.clone().into_os_string());
+        v
+    };
+    let plan = run(args("plan"));
+    assert!(!plan.status.success());
+    let e = stderr(&plan);
+    assert!(
+        e.contains("libleaf.so") && e.contains("loader would fail"),
+        "{e}"
+    );
+    let real = run(args("run"));
+    assert!(
+        !real.status.success(),
+        "the real program must not reach the loaded stop"
+    );
+}
+
+/// glibc's ld.so run as a command (`ld.so PROGRAM`): ld.so maps the program itself, a PIE
+/// top-down like a library, an ET_EXEC at its link addresses, before its first malloc.
+#[test]
+fn loaded_ld_so_run_as_a_command() {
+    let t = testdata();
+    let mut cases: Vec<(&str, PathBuf)> = vec![
+        ("/lib64/ld-linux-x86-64.so.2", t.join("hello64pie")),
+        ("/lib64/ld-linux-x86-64.so.2", t.join("hello64")),
+        ("/lib64/ld-linux-x86-64.so.2", t.join("main_all")),
+        ("/lib64/ld-linux-x86-64.so.2", PathBuf::from("/usr/bin/ls")),
+        ("/lib/ld-linux.so.2", t.join("hello32")),
+        ("/lib/ld-linux.so.2", t.join("m32/main_all32")),
+    ];
+    cases.retain(|(l, p)| Path::new(l).exists() && p.exists());
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for opts in [&LOADED[..], &LOADED_LEGACY[..]] {
+        for (ld_so, prog) in &cases {
+            checked += 1;
+            if let Some(f) = plan_vs_run(opts, Path::new(ld_so), &[prog.to_str().unwrap()]) {
+                failures.push(f);
+            }
+        }
+    }
+    assert_no_failures("ld.so as a command", checked, &failures);
+}
