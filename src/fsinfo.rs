@@ -64,11 +64,15 @@ pub fn canonicalize(path: &Path) -> std::io::Result<PathBuf> {
 pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
     let canon = canonicalize(path).map_err(|e| Error::io(path, e))?;
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
-    let dev = meta.dev();
+    file_ref_known(&canon, meta.dev(), meta.ino(), open_id)
+}
+
+/// [`file_ref`] for a file whose canonical path, device and inode are already known.
+pub fn file_ref_known(canon: &Path, dev: u64, ino: u64, open_id: u32) -> Result<Arc<FileRef>> {
     let magic = match FS_MAGIC.with(|m| m.borrow().get(&dev).copied()) {
         Some(m) => m,
         None => {
-            let m = nix::sys::statfs::statfs(&canon)
+            let m = nix::sys::statfs::statfs(canon)
                 .map(|s| s.filesystem_type().0)
                 .unwrap_or(0);
             FS_MAGIC.with(|c| c.borrow_mut().insert(dev, m));
@@ -78,10 +82,10 @@ pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
     let thp_capable = THP_FS_MAGIC.contains(&{ magic });
     let stacked = magic == OVERLAYFS_SUPER_MAGIC;
     Ok(Arc::new(FileRef {
-        path: canon,
+        path: canon.to_path_buf(),
         dev_major: libc::major(dev),
         dev_minor: libc::minor(dev),
-        ino: meta.ino(),
+        ino,
         open_id,
         thp_capable,
         stacked,

@@ -191,7 +191,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     config.root.clone(),
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
-                let program = crate::elf::ElfImage::open(&target.program)?;
+                let program = exec.program_image.clone();
                 let graph = crate::deps::resolve(
                     &program,
                     Path::new(&target.filename),

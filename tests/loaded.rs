@@ -266,3 +266,47 @@ fn loaded_ld_so_run_as_a_command() {
     }
     assert_no_failures("ld.so as a command", checked, &failures);
 }
+
+/// libselinux's constructor mallocs before AT_ENTRY: `compare --stage entry` on ls must say
+/// the `[heap]` was made by initializers and that nothing else differs.
+#[test]
+fn entry_ls_heap_is_made_by_initializers() {
+    let o = run(["compare", "--no-aslr", "--stage", "entry", "/usr/bin/ls"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let section = out
+        .split("made by initializers (library constructors before AT_ENTRY):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no initializer section:\n{out}"));
+    assert!(
+        section
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.trim_end().ends_with("[heap]")),
+        "{out}"
+    );
+    assert!(
+        out.contains("identical except for memory made by initializers"),
+        "{out}"
+    );
+    // And the heap starts where the plan says brk starts.
+    let json = stdout(&run([
+        "plan",
+        "--no-aslr",
+        "--stage",
+        "entry",
+        "--format",
+        "json",
+        "/usr/bin/ls",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let start_brk = v["start_brk"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x")
+        .to_string();
+    assert!(
+        section.contains(&format!("{start_brk}-")),
+        "heap not at start_brk {start_brk}:\n{out}"
+    );
+}

@@ -86,6 +86,10 @@ pub struct ExecImage {
     pub vdso_base: u64,
     /// The program's file as mapped.
     pub program_file: Arc<FileRef>,
+    /// The program and the interpreter as exec opened them (mapped headers), so that the
+    /// later stages need not open them again.
+    pub program_image: Arc<ElfImage>,
+    pub interp_image: Option<Arc<ElfImage>>,
     /// Open ids used so far (the loader model continues numbering from here).
     pub next_open_id: u32,
 }
@@ -508,9 +512,12 @@ pub fn load_elf_binary(
     elf_brk = elf_brk.wrapping_add(load_bias);
 
     // The interpreter.
+    let mut interp_image = None;
     let interp_info = match interp {
         None => None,
         Some((requested, iimg)) => {
+            let iimg = Arc::new(iimg);
+            interp_image = Some(iimg.clone());
             let ifile = crate::fsinfo::file_ref(&iimg.path, next_open_id)?;
             next_open_id += 1;
             let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
@@ -579,6 +586,8 @@ pub fn load_elf_binary(
         per_clear,
         vdso_base,
         program_file: file,
+        program_image: Arc::new(img),
+        interp_image,
         next_open_id,
     })
 }

@@ -300,6 +300,8 @@ struct Rtld<'g> {
     tls: Option<TlsBlock>,
     opts: RtldOptions,
     invocation: Invocation,
+    /// The path the program's file was opened at, when its image came from the kernel model.
+    main_path: Option<PathBuf>,
 }
 
 fn mm_err(path: &Path, e: MmError) -> Error {
@@ -473,7 +475,15 @@ fn dl_main_common(
     let sizes = Sizes::for_abi(abi);
 
     // ld.so as the kernel mapped it: `_end`, PT_GNU_RELRO, DT_SONAME.
-    let rtld_img = ElfImage::open(&rtld_start.path)?;
+    // The kernel model opened it already (same path: same file).
+    let rtld_img = match [exec.interp_image.as_ref(), Some(&exec.program_image)]
+        .into_iter()
+        .flatten()
+        .find(|i| i.path == rtld_start.path)
+    {
+        Some(i) => i.clone(),
+        None => Arc::new(ElfImage::open(&rtld_start.path)?),
+    };
     let rtld_end = rtld_img
         .loads()
         .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
@@ -555,7 +565,7 @@ fn dl_main_common(
             l_map_end: l_addr.wrapping_add(rtld_end),
             l_contiguous: true,
         });
-        r.img = Some(Arc::new(rtld_img));
+        r.img = Some(rtld_img);
     }
 
     let exe = exec.program_file.path.to_string_lossy().into_owned();
@@ -599,6 +609,7 @@ fn dl_main_common(
         tls: None,
         opts,
         invocation,
+        main_path: None,
     };
     rt.run(exec)?;
     Ok(rt.finish())
@@ -680,7 +691,10 @@ impl Rtld<'_> {
                     LinkMap {
                         kind,
                         l_name: o.l_name.clone(),
-                        path: o.img.as_ref().map(|im| im.path.clone()),
+                        path: match (&self.main_path, i) {
+                            (Some(p), 0) => Some(p.clone()),
+                            _ => o.img.as_ref().map(|im| im.path.clone()),
+                        },
                         l_addr: p.l_addr,
                         l_map_start: p.l_map_start,
                         l_map_end: p.l_map_end,
@@ -716,11 +730,19 @@ impl Rtld<'_> {
         let s = self.sizes;
         let main_map_size = s.link_map + DL_NNS * s.auditstate + s.word + s.libname_list + 1;
         let host = self.graph.objects[0].host_path.clone();
-        let img = ElfImage::open(if host.as_os_str().is_empty() {
+        let want = if host.as_os_str().is_empty() {
             &exec.program_file.path
         } else {
             &host
-        })?;
+        };
+        // The kernel model opened the program already; reuse its map when it is the file
+        // ld.so is given (its path as opened stays what LinkMap shows).
+        let img = if self.invocation == Invocation::Kernel {
+            self.main_path = Some(want.clone());
+            exec.program_image.clone()
+        } else {
+            Arc::new(ElfImage::open(want)?)
+        };
         let l_addr = match self.invocation.clone() {
             Invocation::Kernel => {
                 self.malloc(main_map_size, "link_map of the program")?;
@@ -770,7 +792,7 @@ impl Rtld<'_> {
         });
         o.relro = relro;
         o.tls = tls;
-        o.img = Some(Arc::new(img));
+        o.img = Some(img);
         // main -> ld.so -> vDSO -> preloads -> ...
         self.chain.push(Node::Obj(0));
         self.chain.push(Node::Obj(self.rtld));
@@ -1077,7 +1099,14 @@ impl Rtld<'_> {
 
     /// The `FileRef` of object `k`: a new open of its file.
     fn object_file_ref(&mut self, k: usize) -> Result<Arc<FileRef>> {
-        let host = self.graph.objects[k].host_path.clone();
+        let o = &self.graph.objects[k];
+        if self.env.root.is_none() && o.image.is_some() && o.realpath == o.host_path {
+            // The resolver canonicalized the path and fstat'ed the file it opened.
+            let id = self.next_open_id;
+            self.next_open_id += 1;
+            return crate::fsinfo::file_ref_known(&o.host_path, o.dev, o.ino, id);
+        }
+        let host = o.host_path.clone();
         self.file_ref(&host)
     }
 

@@ -302,20 +302,35 @@ impl<'a> DynSyms<'a> {
             tail.len()
         };
         let tail = &tail[..limit];
-        let n = tail.iter().position(|&b| b == 0)?;
-        Some(&tail[..n])
+        // The first NUL (memchr, word at a time).
+        Some(std::ffi::CStr::from_bytes_until_nul(tail).ok()?.to_bytes())
     }
 
     /// The names of the unique symbols this object defines.
     fn unique_definitions(&self, out: &mut NameSet<'a>) {
         let first = self.gnu.map_or(1, |g| u64::from(g.symoffset));
+        // `sym()` reads the first 16 bytes of an entry (both classes); stop where it would
+        // fail. Only st_info and st_shndx are looked at before a match.
+        let (esz, info_at, shndx_at) = if self.is64 { (24, 4, 6) } else { (16, 12, 14) };
+        let len = self.bytes.len() as u64;
+        let Some(mut o) = first
+            .checked_mul(esz)
+            .and_then(|x| x.checked_add(self.symtab))
+        else {
+            return;
+        };
         for i in first..self.nsyms {
-            let Some(s) = self.sym(i) else { break };
-            if s.st_info >> 4 == STB_GNU_UNIQUE && s.st_shndx != SHN_UNDEF {
-                if let Some(n) = self.name(s.st_name) {
+            if o.checked_add(16).is_none_or(|e| e > len) {
+                break;
+            }
+            let e = &self.bytes[o as usize..o as usize + 16];
+            let shndx = u16::from_le_bytes([e[shndx_at], e[shndx_at + 1]]);
+            if e[info_at] >> 4 == STB_GNU_UNIQUE && shndx != SHN_UNDEF {
+                if let Some(n) = self.sym(i).and_then(|s| self.name(s.st_name)) {
                     out.insert(n);
                 }
             }
+            o += esz;
         }
     }
 
@@ -456,7 +471,7 @@ impl<'a> DynSyms<'a> {
     /// up (not STB_LOCAL, not hidden or internal) and it may be one of `filter`'s names:
     /// the GNU hash of a defined symbol comes from the hash chain, so most names are never
     /// read.
-    fn lookup_name(&self, idx: u64, filter: &HashFilter) -> Option<&'a [u8]> {
+    fn lookup_name(&self, idx: u64, filter: &HashFilter, defined: &NameSet) -> Option<&'a [u8]> {
         let s = self.sym(idx)?;
         let vis = s.st_other & 3;
         if s.st_info >> 4 == STB_LOCAL || vis == STV_HIDDEN || vis == STV_INTERNAL {
@@ -471,8 +486,9 @@ impl<'a> DynSyms<'a> {
                 return self.name(s.st_name);
             }
         }
+        // No hash at hand: the name set itself is the cheapest test.
         let name = self.name(s.st_name)?;
-        filter.may_contain(dl_new_hash(name)).then_some(name)
+        defined.contains(name).then_some(name)
     }
 }
 
@@ -548,7 +564,7 @@ pub fn count_unique_symbols(scope: &[Option<DynSyms>], relocated: &[(usize, bool
                 }
             }
             let Some(name) = obj
-                .lookup_name(rsym, &filter)
+                .lookup_name(rsym, &filter, &defined)
                 .filter(|n| defined.contains(n))
             else {
                 if let Some(m) = slot {

@@ -137,6 +137,10 @@ impl Vma {
         }
         match (&self.backing, &next.backing) {
             (Backing::Anon, Backing::Anon) => true,
+            // On a stacking filesystem (overlayfs) file VMAs were never seen to merge, neither
+            // at mmap nor at mprotect time (6.18: the RELRO part of a READ_IMPLIES_EXEC
+            // segment stays a line of its own), so they never merge here.
+            (Backing::File { file: a, .. }, _) if a.stacked => false,
             (
                 Backing::File {
                     file: a,
@@ -146,7 +150,7 @@ impl Vma {
                     file: b,
                     offset: ob,
                 },
-            ) => a.open_id == b.open_id && a.path == b.path && *ob == oa + self.len(),
+            ) => a.open_id == b.open_id && a.path == b.path && *ob == oa.wrapping_add(self.len()),
             _ => false,
         }
     }
