@@ -43,36 +43,13 @@ fn system_programs() -> Vec<PathBuf> {
     .collect()
 }
 
-fn check_all(opts: &[&str], programs: &[PathBuf]) {
-    let mut failures = Vec::new();
-    for p in programs {
-        if let Some(f) = plan_vs_run(opts, p, &[]) {
-            failures.push(f);
-        }
-    }
-    assert_no_failures(&format!("{opts:?}"), programs.len(), &failures);
+/// `plan` and `run` of `program` with extra environment variables.
+fn plan_vs_run_env(opts: &[&str], program: &Path, env: &[(String, String)]) -> Option<String> {
+    plan_vs_run_in(opts, program, None, env)
 }
 
-/// `plan` and `run` of `program` with extra environment variables; `Some(report)` if they
-/// differ or fail.
-fn plan_vs_run_env(opts: &[&str], program: &Path, env: &[(String, String)]) -> Option<String> {
-    let out = |cmd: &str| {
-        let o = elfmap()
-            .arg(cmd)
-            .args(opts)
-            .arg(program)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("cannot run elfmap");
-        (o.status.success(), stdout(&o), stderr(&o))
-    };
-    let (pok, ps, pe) = out("plan");
-    let (rok, rs, re) = out("run");
-    let head = format!("{env:?} {opts:?} {}", program.display());
-    if !pok || !rok {
-        return Some(format!("{head}: plan: {}; run: {}", pe.trim(), re.trim()));
-    }
-    (ps != rs).then(|| format!("{head}:\n--- expected (run)\n{rs}--- got (plan)\n{ps}"))
+fn check_all(opts: &[&str], programs: &[PathBuf]) {
+    util::check_all("", opts, programs)
 }
 
 const LOADED: [&str; 3] = ["--no-aslr", "--stage", "loaded"];

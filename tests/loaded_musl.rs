@@ -29,45 +29,7 @@ fn musl_programs() -> Vec<PathBuf> {
 }
 
 fn check_all(opts: &[&str], programs: &[PathBuf]) {
-    let mut failures = Vec::new();
-    for p in programs {
-        if let Some(f) = plan_vs_run(opts, p, &[]) {
-            failures.push(f);
-        }
-    }
-    assert_no_failures(&format!("musl {opts:?}"), programs.len(), &failures);
-}
-
-/// `plan` and `run` of `program` started from directory `cwd` with extra environment
-/// variables; `Some(report)` if they differ or fail.
-fn plan_vs_run_in(
-    opts: &[&str],
-    program: &Path,
-    cwd: &Path,
-    env: &[(&str, String)],
-) -> Option<String> {
-    let out = |cmd: &str| {
-        let o = elfmap()
-            .current_dir(cwd)
-            .arg(cmd)
-            .args(opts)
-            .arg(program)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("cannot run elfmap");
-        (o.status.success(), stdout(&o), stderr(&o))
-    };
-    let (pok, ps, pe) = out("plan");
-    let (rok, rs, re) = out("run");
-    let head = format!(
-        "{env:?} {opts:?} {} (in {})",
-        program.display(),
-        cwd.display()
-    );
-    if !pok || !rok {
-        return Some(format!("{head}: plan: {}; run: {}", pe.trim(), re.trim()));
-    }
-    (ps != rs).then(|| format!("{head}:\n--- expected (run)\n{rs}--- got (plan)\n{ps}"))
+    util::check_all("musl ", opts, programs)
 }
 
 #[test]
@@ -127,7 +89,7 @@ fn musl_loaded_relative_and_ld_library_path() {
     for (cwd, prog, env) in &cases {
         for opts in [&LOADED[..], &LOADED_LEGACY[..], &ENTRY[..]] {
             checked += 1;
-            if let Some(f) = plan_vs_run_in(opts, Path::new(prog), cwd, env) {
+            if let Some(f) = plan_vs_run_in(opts, Path::new(prog), Some(Path::new(cwd)), env) {
                 failures.push(f);
             }
         }

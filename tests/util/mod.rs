@@ -130,3 +130,50 @@ pub fn assert_no_failures(what: &str, checked: usize, failures: &[String]) {
     }
     assert!(checked > 0, "{what}: nothing was checked");
 }
+
+/// `plan` and `run` of `program` with options `opts`, started from `cwd` (if given) with the
+/// extra environment variables `env`; `Some(report)` if they differ or fail.
+pub fn plan_vs_run_in<K, V>(
+    opts: &[&str],
+    program: &Path,
+    cwd: Option<&Path>,
+    env: &[(K, V)],
+) -> Option<String>
+where
+    K: AsRef<OsStr> + std::fmt::Debug,
+    V: AsRef<OsStr> + std::fmt::Debug,
+{
+    let out = |cmd: &str| {
+        let mut c = elfmap();
+        if let Some(d) = cwd {
+            c.current_dir(d);
+        }
+        let o = c
+            .arg(cmd)
+            .args(opts)
+            .arg(program)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("cannot run elfmap");
+        (o.status.success(), stdout(&o), stderr(&o))
+    };
+    let (pok, ps, pe) = out("plan");
+    let (rok, rs, re) = out("run");
+    let mut head = format!("{env:?} {opts:?} {}", program.display());
+    if let Some(d) = cwd {
+        head.push_str(&format!(" (in {})", d.display()));
+    }
+    if !pok || !rok {
+        return Some(format!("{head}: plan: {}; run: {}", pe.trim(), re.trim()));
+    }
+    (ps != rs).then(|| format!("{head}:\n--- expected (run)\n{rs}--- got (plan)\n{ps}"))
+}
+
+/// `plan_vs_run` on every program of `programs` (no arguments); fail with every report.
+pub fn check_all(label: &str, opts: &[&str], programs: &[PathBuf]) {
+    let failures: Vec<String> = programs
+        .iter()
+        .filter_map(|p| plan_vs_run(opts, p, &[]))
+        .collect();
+    assert_no_failures(&format!("{label}{opts:?}"), programs.len(), &failures);
+}
