@@ -156,6 +156,8 @@ pub struct Plan {
     pub exec: ExecImage,
     /// The address space at `stage`.
     pub mm: AddressSpace,
+    /// The libraries the loader chose (loaded and entry stages of a dynamic program).
+    pub deps: Option<crate::deps::DepGraph>,
 }
 
 /// Plan `target` under `config` on `machine`.
@@ -179,6 +181,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
     };
     let exec = load_elf_binary(&req, machine, &mut random)?;
     let mut mm = exec.mm.clone();
+    let mut deps = None;
     match config.stage {
         Stage::Exec => {}
         Stage::Loaded | Stage::Entry => {
@@ -218,6 +221,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                         loaded.at_entry()
                     };
                 }
+                deps = Some(graph);
             } else if let Some(name) = crate::ldso::rtld_is_main_program(&exec, &target.argv) {
                 // glibc's ld.so run as a command: it maps the program itself.
                 let program = crate::elf::ElfImage::open(Path::new(&name))?;
@@ -238,6 +242,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                 } else {
                     loaded.at_entry()
                 };
+                deps = Some(graph);
             }
         }
     }
@@ -245,6 +250,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
         stage: config.stage,
         exec,
         mm,
+        deps,
     })
 }
 

@@ -226,6 +226,10 @@ pub fn run() -> Result<ExitCode, CliError> {
                 Format::Table => render::table::write(&plan, &lines, &mut out)?,
                 Format::Json => render::json::write(&plan, &lines, &mut out)?,
             }
+            out.flush()?;
+            // The process ends now: leave the mapped ELF files to exit's single teardown
+            // rather than one munmap per file.
+            std::mem::forget(plan);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run(a) => {
