@@ -22,6 +22,10 @@ Examples:
   elfmap compare --no-aslr --stage exec /bin/ls -l /tmp
   elfmap compare --no-aslr --3gb --layout legacy ./hello32
                                              the classic i386 3G/1G picture
+  elfmap compare --no-aslr /usr/bin/ssh      every library mapped, at the loader's rendezvous
+  elfmap compare --no-aslr --stage entry /usr/bin/ls
+                                             at AT_ENTRY; a constructor's [heap] is reported apart
+  elfmap deps /usr/bin/curl                  which library file, found how (cache, RUNPATH, ...)
 Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).";
 
 #[derive(Parser)]
@@ -38,7 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Predict the maps of PROGRAM (reads only ELF headers; runs nothing).
+    /// Predict the maps of PROGRAM (reads only ELF headers, dynamic sections and
+    /// ld.so.cache; runs nothing).
     #[command(after_help = EXAMPLES)]
     Plan(PlanArgs),
     /// Run PROGRAM under ptrace, stop it at the stage, print its real maps, kill it.

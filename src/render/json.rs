@@ -23,7 +23,16 @@ struct JsonPlan<'a> {
     stack_top: String,
     read_implies_exec: bool,
     executable_stack: crate::kernel::binfmt_elf::ExecutableStack,
+    /// The libraries in load order, with where they were found (loaded/entry stages).
+    libraries: Vec<JsonLibrary>,
     maps: &'a [MapsLine],
+}
+
+#[derive(Serialize)]
+struct JsonLibrary {
+    requested: String,
+    path: String,
+    found_via: String,
 }
 
 #[derive(Serialize)]
@@ -75,6 +84,17 @@ pub fn write(plan: &Plan, lines: &[MapsLine], out: &mut dyn Write) -> io::Result
         stack_top: hex(e.stack.stack_top),
         read_implies_exec: e.read_implies_exec,
         executable_stack: e.executable_stack,
+        libraries: plan
+            .deps
+            .iter()
+            .flat_map(|g| {
+                g.objects.iter().skip(1).map(move |o| JsonLibrary {
+                    requested: o.requested.clone(),
+                    path: o.realpath.display().to_string(),
+                    found_via: crate::render::deps::found_via(g, o.found_via),
+                })
+            })
+            .collect(),
         maps: lines,
     };
     serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
