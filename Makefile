@@ -41,9 +41,12 @@ demo: deps testdata build
 	@echo; echo "== a 64-bit PIE at ELF_ET_DYN_BASE, ld.so just below mmap_base"
 	@echo "\$$ elfmap compare --no-aslr --stage exec --side-by-side testdata/build/hello64pie"
 	@$(ELFMAP) compare --no-aslr --stage exec --side-by-side testdata/build/hello64pie
-	@echo; echo "== /bin/ls, predicted and real (line diff)"
-	@echo "\$$ elfmap compare --no-aslr --stage exec /bin/ls"
-	@$(ELFMAP) compare --no-aslr --stage exec /bin/ls
+	@echo; echo "== /bin/ls after the dynamic loader: every library, RELRO, ld.so's own memory (line diff)"
+	@echo "\$$ elfmap compare --no-aslr --stage loaded /bin/ls"
+	@$(ELFMAP) compare --no-aslr --stage loaded /bin/ls
+	@echo; echo "== where ls's libraries come from"
+	@echo "\$$ elfmap deps /bin/ls"
+	@$(ELFMAP) deps /bin/ls
 
 # Timing against ld.so --list, ldd and libtree (never a timed test).
 bench: build
