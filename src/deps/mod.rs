@@ -17,7 +17,7 @@
 
 pub mod hwcaps;
 pub mod ldcache;
-mod musl;
+pub(crate) mod musl;
 pub mod search;
 
 use std::borrow::Cow;

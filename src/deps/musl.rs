@@ -450,16 +450,7 @@ impl Musl<'_> {
                 match (ok, origin) {
                     (true, Some(origin)) if !self.env.secure || origin.starts_with('/') => {
                         // Every '$' starts "$ORIGIN" or "${ORIGIN}" (checked above).
-                        let mut out = String::with_capacity(o.len() + 2 * origin.len());
-                        let mut rest = o.as_str();
-                        while let Some(p) = rest.find('$') {
-                            out.push_str(&rest[..p]);
-                            out.push_str(&origin);
-                            let skip = if rest[p..].starts_with("${") { 9 } else { 7 };
-                            rest = &rest[p + skip..];
-                        }
-                        out.push_str(rest);
-                        Some(out)
+                        Some(substitute_origin(&o, &origin))
                     }
                     _ => None,
                 }
@@ -508,4 +499,19 @@ enum Opened {
     No,
     /// `path_open` returned -2: stop searching.
     Inhibit,
+}
+
+/// The `$ORIGIN` / `${ORIGIN}` substitution of `ldso/dynlink.c: fixup_rpath()`, for a path
+/// string whose every '$' starts one of the two tokens (the caller has checked).
+pub(crate) fn substitute_origin(s: &str, origin: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2 * origin.len());
+    let mut rest = s;
+    while let Some(p) = rest.find('$') {
+        out.push_str(&rest[..p]);
+        out.push_str(origin);
+        let skip = if rest[p..].starts_with("${") { 9 } else { 7 };
+        rest = &rest[p + skip..];
+    }
+    out.push_str(rest);
+    out
 }

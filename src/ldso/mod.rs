@@ -942,20 +942,27 @@ impl Rtld<'_> {
     /// The LD_LIBRARY_PATH part of `_dl_init_paths()`: DSTs substituted on the stack
     /// (`DL_DST_REQUIRED` may compute the program's origin), the array `(n + 1) * P` with
     /// n = 1 + the number of ':' and ';', then `fillin_rpath` without `where`.
+    /// The program's `$ORIGIN`, computed (and its memory allocated) the first time a DST
+    /// needs it, as `_dl_get_origin()` is called lazily.
+    fn ensure_program_origin(&mut self) -> Result<()> {
+        if self.objs[0].origin.is_none() {
+            let exe = self.exe.clone();
+            let mut ctx = PathCtx {
+                mm: &mut self.proc.mm,
+                malloc: &mut self.malloc,
+                sizes: self.sizes,
+                dirs: &mut self.dirs,
+            };
+            let o = Self::program_origin(&exe, &mut ctx).map_err(|e| self.err(e))?;
+            self.objs[0].origin = Some(o);
+        }
+        Ok(())
+    }
+
     fn ld_library_path(&mut self, llp: &str) -> Result<()> {
         let mut llp = llp.to_string();
         if paths::dl_dst_count(&llp) > 0 {
-            if self.objs[0].origin.is_none() {
-                let exe = self.exe.clone();
-                let mut ctx = PathCtx {
-                    mm: &mut self.proc.mm,
-                    malloc: &mut self.malloc,
-                    sizes: self.sizes,
-                    dirs: &mut self.dirs,
-                };
-                let o = Self::program_origin(&exe, &mut ctx).map_err(|e| self.err(e))?;
-                self.objs[0].origin = Some(o);
-            }
+            self.ensure_program_origin()?;
             let v = self.dst_values(0);
             llp = v.as_values().dl_dst_substitute(&llp);
         }
@@ -1355,16 +1362,8 @@ impl Rtld<'_> {
             let targets = self.graph.objects[l].needed.clone();
             for (j, raw) in dynamic.needed.iter().enumerate() {
                 let name = if paths::dl_dst_count(raw) > 0 {
-                    if l == 0 && self.objs[0].origin.is_none() {
-                        let exe = self.exe.clone();
-                        let mut ctx = PathCtx {
-                            mm: &mut self.proc.mm,
-                            malloc: &mut self.malloc,
-                            sizes: self.sizes,
-                            dirs: &mut self.dirs,
-                        };
-                        let o = Self::program_origin(&exe, &mut ctx).map_err(|e| self.err(e))?;
-                        self.objs[0].origin = Some(o);
+                    if l == 0 {
+                        self.ensure_program_origin()?;
                     }
                     self.dst_values(l).as_values().dl_dst_substitute(raw)
                 } else {

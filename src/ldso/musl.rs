@@ -1015,16 +1015,7 @@ impl Dls3<'_> {
         if self.malloc(orig.len() as u64 + n * l + 1, &what).is_err() {
             return Ok(false);
         }
-        let mut out = String::with_capacity(orig.len() + n as usize * origin.len());
-        let mut rest = orig.as_str();
-        while let Some(p) = rest.find('$') {
-            out.push_str(&rest[..p]);
-            out.push_str(&origin);
-            let skip = if rest[p..].starts_with("${") { 9 } else { 7 };
-            rest = &rest[p + skip..];
-        }
-        out.push_str(rest);
-        self.rpath[i] = Some(out);
+        self.rpath[i] = Some(crate::deps::musl::substitute_origin(&orig, &origin));
         Ok(true)
     }
 
