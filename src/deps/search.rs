@@ -583,7 +583,7 @@ impl<'e> Glibc<'e> {
         let host = self.fs.host(path);
         match ElfImage::open(&host) {
             Ok(img) => {
-                let v = verify_header(img.bytes(), img.bytes().len() as u64, self.abi);
+                let v = verify_header(img.head(), img.len(), self.abi);
                 match v {
                     Check::Ok => Verdict::Ok(Box::new(img)),
                     Check::Other => Verdict::Other,

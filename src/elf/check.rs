@@ -102,7 +102,7 @@ pub fn interp_path(img: &ElfImage) -> Result<Option<PathBuf>> {
         ));
     }
     let raw = img
-        .slice(ph.p_offset, ph.p_filesz)
+        .read(ph.p_offset, ph.p_filesz)
         .ok_or_else(|| Error::refused(p, "EIO", "PT_INTERP lies past the end of the file"))?;
     if raw.last() != Some(&0) {
         return Err(Error::refused(

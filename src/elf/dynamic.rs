@@ -1,9 +1,9 @@
 //! The dynamic section: DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_FLAGS, DT_FLAGS_1 and
 //! the few other tags the loaded stage needs (loaded stage).
 //!
-//! Read by hand, zero-copy over the mapped file: PT_DYNAMIC gives the entries (`p_offset`,
+//! Read by hand with one read of the section: PT_DYNAMIC gives the entries (`p_offset`,
 //! `p_filesz`), DT_STRTAB's address is turned into a file offset through the PT_LOADs, and every
-//! string is read with its bounds checked. Hostile input (offsets past the end of the file,
+//! string is read on its own (a string table can be megabytes), with its bounds checked. Hostile input (offsets past the end of the file,
 //! strings without a NUL, no DT_NULL) gives `Error::BadElf`, never a panic or a large
 //! allocation: the number of entries is bounded by `p_filesz`, which was checked against the
 //! file length first.
@@ -94,12 +94,12 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
     if ph.p_filesz == 0 {
         return Ok(None);
     }
-    let bytes = img.slice(ph.p_offset, ph.p_filesz).ok_or_else(|| {
+    let bytes = img.read(ph.p_offset, ph.p_filesz).ok_or_else(|| {
         bad(format!(
             "PT_DYNAMIC [{:#x}, +{:#x}) lies past the end of the file ({} bytes)",
             ph.p_offset,
             ph.p_filesz,
-            img.bytes().len()
+            img.len()
         ))
     })?;
     let is_64 = img.is_64();
@@ -177,12 +177,14 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
     Ok(Some(info))
 }
 
-/// The string table as a byte range of the file.
+/// The string table as a range of the file.
 struct StrTab<'a> {
     img: &'a ElfImage,
-    /// Bytes from DT_STRTAB's file offset to the end of the table: DT_STRSZ if it fits in the
-    /// file, else to the end of the file.
-    bytes: &'a [u8],
+    /// DT_STRTAB's file offset.
+    start: u64,
+    /// Bytes from there to the end of the table: DT_STRSZ if it fits in the file, else to
+    /// the end of the file.
+    len: u64,
 }
 
 impl<'a> StrTab<'a> {
@@ -203,51 +205,55 @@ impl<'a> StrTab<'a> {
                 ),
             )
         })?;
-        let file = img.bytes();
-        let start = usize::try_from(off).ok().filter(|&s| s <= file.len());
-        let Some(start) = start else {
+        let Some(rest) = img.len().checked_sub(off) else {
             return Err(Error::bad_elf(
                 path,
                 format!("DT_STRTAB file offset {off:#x} is past the end of the file"),
             ));
         };
-        let rest = &file[start..];
-        let len = match usize::try_from(info.strsz) {
-            Ok(n) if n > 0 && n <= rest.len() => n,
-            _ => rest.len(),
+        let len = if info.strsz > 0 && info.strsz <= rest {
+            info.strsz
+        } else {
+            rest
         };
         Ok(StrTab {
             img,
-            bytes: &rest[..len],
+            start: off,
+            len,
         })
     }
 
     fn get(&self, off: u64, tag: u64) -> Result<String> {
         let path = &self.img.path;
         let name = tag_name(tag);
-        let tail = usize::try_from(off)
-            .ok()
-            .and_then(|o| self.bytes.get(o..))
-            .ok_or_else(|| {
-                Error::bad_elf(
-                    path,
-                    format!("{name} string offset {off:#x} is outside the string table"),
-                )
-            })?;
-        let nul = tail.iter().position(|&b| b == 0).ok_or_else(|| {
+        let outside = || {
             Error::bad_elf(
                 path,
-                format!("{name} string at offset {off:#x} has no terminating NUL"),
+                format!("{name} string offset {off:#x} is outside the string table"),
             )
-        })?;
-        std::str::from_utf8(&tail[..nul])
-            .map(str::to_owned)
-            .map_err(|_| {
-                Error::bad_elf(
-                    path,
-                    format!("{name} string at offset {off:#x} is not UTF-8"),
-                )
-            })
+        };
+        if off >= self.len {
+            return Err(outside());
+        }
+        let bytes = self
+            .img
+            .cstr_at(self.start + off, self.len - off)
+            .map_err(|no_nul| {
+                if no_nul {
+                    Error::bad_elf(
+                        path,
+                        format!("{name} string at offset {off:#x} has no terminating NUL"),
+                    )
+                } else {
+                    outside()
+                }
+            })?;
+        String::from_utf8(bytes).map_err(|_| {
+            Error::bad_elf(
+                path,
+                format!("{name} string at offset {off:#x} is not UTF-8"),
+            )
+        })
     }
 }
 
@@ -302,7 +308,7 @@ mod tests {
             eprintln!("skipped: no libc.so.6");
             return;
         };
-        let orig = img.bytes().to_vec();
+        let orig = std::fs::read(&img.path).unwrap();
         let dynph = img.phdr(PT_DYNAMIC).unwrap().clone();
         let dir = std::env::temp_dir().join(format!("elfmap-dyn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

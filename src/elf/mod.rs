@@ -1,17 +1,21 @@
-//! ELF reading: a memory map of the file (memmap2) and goblin's header and program-header
-//! parsers. Only what placement needs is read; section and symbol tables never are, so a
-//! large file costs one `mmap` and a few pages of reads.
+//! ELF reading: the file's first bytes, goblin's header and program-header parsers, and
+//! `pread` of the few further ranges placement needs (the dynamic section, its strings, the
+//! version tables; the symbol tables only for C++ unique symbols). A file costs one `open`,
+//! one `fstat` and a few small reads: no mapping, so no page faults and no `munmap`, which
+//! on this kind of workload (dozens of files, a few kilobytes each) cost several times more
+//! than the reads.
 
 pub mod check;
 pub mod dynamic;
 
+use std::borrow::Cow;
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self, ProgramHeader};
-use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 
@@ -38,11 +42,20 @@ impl Abi {
     }
 }
 
-/// An ELF file opened for planning: its mapped bytes, header and program headers.
+/// How many bytes of a file are read when it is opened: the ELF header and program
+/// headers (the rest of a file is read where needed).
+const HEAD_BYTES: u64 = 2048;
+
+/// An ELF file opened for planning: its first bytes, header and program headers, and the
+/// open file for reading further ranges.
 pub struct ElfImage {
     /// The path it was opened at.
     pub path: PathBuf,
-    map: Mmap,
+    file: File,
+    /// The file's length (from the `fstat` at open).
+    len: u64,
+    /// The first `min(len, HEAD_BYTES)` bytes.
+    head: Vec<u8>,
     pub header: Header,
     pub phdrs: Vec<ProgramHeader>,
     pub ctx: Ctx,
@@ -64,7 +77,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl ElfImage {
-    /// Open and map `path`, parse the ELF header and the program headers.
+    /// Open `path`, read its first bytes, parse the ELF header and the program headers.
     ///
     /// Everything is checked against the file length before it is read, so truncated or
     /// hostile files give an error, never a panic or a huge allocation.
@@ -77,69 +90,14 @@ impl ElfImage {
         if !meta.is_file() {
             return Err(bad(path, "is not a regular file"));
         }
-        // SAFETY-free: memmap2's `Mmap::map` is unsafe only because another process could
-        // change the file under us; we treat the bytes as untrusted input anyway.
-        // The length is known from the fstat above; telling memmap2 saves it a second one.
-        let len = usize::try_from(meta.len()).map_err(|_| bad(path, "file too large"))?;
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file) }
-            .map_err(|e| Error::io(path, e))?;
-        Self::from_map(path, map, meta)
-    }
-
-    fn from_map(path: &Path, map: Mmap, meta: std::fs::Metadata) -> Result<ElfImage> {
-        let bytes: &[u8] = &map;
-        if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
-            return Err(bad(path, "not an ELF file (bad magic)"));
-        }
-        if bytes.len() < header::SIZEOF_IDENT {
-            return Err(bad(path, "truncated ELF identification"));
-        }
-        let class = bytes[header::EI_CLASS];
-        let hsize = match class {
-            header::ELFCLASS32 => header::header32::SIZEOF_EHDR,
-            header::ELFCLASS64 => header::header64::SIZEOF_EHDR,
-            c => return Err(bad(path, format!("invalid ELF class {c}"))),
-        };
-        if bytes[header::EI_DATA] != header::ELFDATA2LSB {
-            return Err(bad(path, "not a little-endian ELF file"));
-        }
-        if bytes.len() < hsize {
-            return Err(bad(
-                path,
-                format!("truncated ELF header ({} of {hsize} bytes)", bytes.len()),
-            ));
-        }
-        let header = goblin::elf::Elf::parse_header(bytes)
-            .map_err(|e| bad(path, format!("bad ELF header: {e}")))?;
-        let container = if class == header::ELFCLASS64 {
-            Container::Big
-        } else {
-            Container::Little
-        };
-        let ctx = Ctx::new(container, Endian::Little);
-        let phentsize = ProgramHeader::size(ctx) as u64;
-        let phnum = header.e_phnum as u64;
-        let phoff = header.e_phoff;
-        // Only parse what is really there; the kernel's own limits are in check.rs.
-        let phdrs = if header.e_phentsize as u64 == phentsize && phnum > 0 {
-            let end = phoff
-                .checked_add(phnum * phentsize)
-                .filter(|&e| e <= bytes.len() as u64)
-                .ok_or_else(|| {
-                    bad(
-                        path,
-                        "truncated: the program headers lie past the end of the file",
-                    )
-                })?;
-            let _ = end;
-            ProgramHeader::parse(bytes, phoff as usize, phnum as usize, ctx)
-                .map_err(|e| bad(path, format!("bad program headers: {e}")))?
-        } else {
-            Vec::new()
-        };
+        let len = meta.len();
+        let head = read_range(&file, 0, len.min(HEAD_BYTES)).map_err(|e| Error::io(path, e))?;
+        let (header, phdrs, ctx) = parse_headers(path, &file, len, &head)?;
         Ok(ElfImage {
             path: path.to_path_buf(),
-            map,
+            file,
+            len,
+            head,
             header,
             phdrs,
             ctx,
@@ -147,8 +105,63 @@ impl ElfImage {
         })
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.map
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's first bytes (the ELF header is among them).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Bytes `[off, off+len)` of the file, if they are all there: borrowed from the first
+    /// bytes read at open, else read now. `None` past the end of the file or on a read
+    /// error (both mean "not there" to a loader).
+    pub fn read(&self, off: u64, len: u64) -> Option<Cow<'_, [u8]>> {
+        let end = off.checked_add(len).filter(|&e| e <= self.len)?;
+        if end <= self.head.len() as u64 {
+            return Some(Cow::Borrowed(&self.head[off as usize..end as usize]));
+        }
+        read_range(&self.file, off, len).ok().map(Cow::Owned)
+    }
+
+    /// Bytes `[off, off+len)` read into `buf` (reused across calls), cut at the end of the
+    /// file; `None` past it or on a read error.
+    pub fn read_into<'b>(&self, off: u64, len: u64, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+        let len = len.min(self.len.checked_sub(off)?);
+        let n = usize::try_from(len).ok()?;
+        buf.resize(n, 0);
+        self.file.read_exact_at(&mut buf[..n], off).ok()?;
+        Some(&buf[..n])
+    }
+
+    /// Bytes from `off` up to `max` of them, fewer at the end of the file.
+    pub fn read_upto(&self, off: u64, max: u64) -> Option<Cow<'_, [u8]>> {
+        let avail = self.len.checked_sub(off)?;
+        self.read(off, max.min(avail))
+    }
+
+    /// The NUL-terminated string at `off`, looking at no more than `limit` bytes: `Ok`
+    /// without its NUL, `Err(true)` if no NUL comes within the limit, `Err(false)` if
+    /// `off` is past the end of the file.
+    pub fn cstr_at(&self, off: u64, limit: u64) -> std::result::Result<Vec<u8>, bool> {
+        let mut want = 256u64.min(limit);
+        loop {
+            let chunk = self.read_upto(off, want).ok_or(false)?;
+            if let Some(n) = chunk.iter().position(|&b| b == 0) {
+                return Ok(chunk[..n].to_vec());
+            }
+            if (chunk.len() as u64) < want || want >= limit {
+                return Err(true);
+            }
+            want = want.saturating_mul(8).min(limit);
+        }
     }
 
     pub fn is_64(&self) -> bool {
@@ -182,18 +195,125 @@ impl ElfImage {
         self.phdrs.iter().find(|p| p.p_type == t)
     }
 
-    /// Bytes `[off, off+len)` of the file, if they are all there.
-    pub fn slice(&self, off: u64, len: u64) -> Option<&[u8]> {
-        let end = off.checked_add(len)?;
-        self.map
-            .get(usize::try_from(off).ok()?..usize::try_from(end).ok()?)
+    /// The PT_INTERP string (with its NUL), unchecked; see `check::interp_path`.
+    pub fn interp_raw(&self) -> Option<Cow<'_, [u8]>> {
+        let p = self.phdr(PT_INTERP)?;
+        self.read(p.p_offset, p.p_filesz)
+    }
+}
+
+/// Random access to a part of a file whose extent is not known in advance (tables chained
+/// by offsets, such as the version tables): a window of the file is read and moved when an
+/// access falls outside it.
+pub struct FileWindow<'a> {
+    img: &'a ElfImage,
+    start: u64,
+    buf: Cow<'a, [u8]>,
+}
+
+impl<'a> FileWindow<'a> {
+    const SIZE: u64 = 4096;
+
+    pub fn new(img: &'a ElfImage) -> FileWindow<'a> {
+        FileWindow {
+            img,
+            start: 0,
+            buf: Cow::Borrowed(img.head()),
+        }
     }
 
-    /// The PT_INTERP string (without its NUL), unchecked; see `check::interp_path`.
-    pub fn interp_raw(&self) -> Option<&[u8]> {
-        let p = self.phdr(PT_INTERP)?;
-        self.slice(p.p_offset, p.p_filesz)
+    /// `N` bytes at file offset `off`, if they are in the file.
+    pub fn bytes<const N: usize>(&mut self, off: u64) -> Option<[u8; N]> {
+        let end = off.checked_add(N as u64)?;
+        if off < self.start || end > self.start + self.buf.len() as u64 {
+            let buf = self.img.read_upto(off, Self::SIZE.max(N as u64))?;
+            self.start = off;
+            self.buf = buf;
+        }
+        let at = (off - self.start) as usize;
+        self.buf.get(at..at + N)?.try_into().ok()
     }
+
+    pub fn u16_at(&mut self, off: u64) -> Option<u16> {
+        self.bytes(off).map(u16::from_le_bytes)
+    }
+
+    pub fn u32_at(&mut self, off: u64) -> Option<u32> {
+        self.bytes(off).map(u32::from_le_bytes)
+    }
+}
+
+/// Parse the ELF header from a file's first bytes `bytes`, and its program headers.
+fn parse_headers(
+    path: &Path,
+    file: &File,
+    len: u64,
+    bytes: &[u8],
+) -> Result<(Header, Vec<ProgramHeader>, Ctx)> {
+    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+        return Err(bad(path, "not an ELF file (bad magic)"));
+    }
+    if bytes.len() < header::SIZEOF_IDENT {
+        return Err(bad(path, "truncated ELF identification"));
+    }
+    let class = bytes[header::EI_CLASS];
+    let hsize = match class {
+        header::ELFCLASS32 => header::header32::SIZEOF_EHDR,
+        header::ELFCLASS64 => header::header64::SIZEOF_EHDR,
+        c => return Err(bad(path, format!("invalid ELF class {c}"))),
+    };
+    if bytes[header::EI_DATA] != header::ELFDATA2LSB {
+        return Err(bad(path, "not a little-endian ELF file"));
+    }
+    if bytes.len() < hsize {
+        return Err(bad(
+            path,
+            format!("truncated ELF header ({} of {hsize} bytes)", bytes.len()),
+        ));
+    }
+    let header = goblin::elf::Elf::parse_header(bytes)
+        .map_err(|e| bad(path, format!("bad ELF header: {e}")))?;
+    let container = if class == header::ELFCLASS64 {
+        Container::Big
+    } else {
+        Container::Little
+    };
+    let ctx = Ctx::new(container, Endian::Little);
+    let phentsize = ProgramHeader::size(ctx) as u64;
+    let phnum = header.e_phnum as u64;
+    let phoff = header.e_phoff;
+    // Only parse what is really there; the kernel's own limits are in check.rs.
+    let phdrs = if header.e_phentsize as u64 == phentsize && phnum > 0 {
+        let truncated = || {
+            bad(
+                path,
+                "truncated: the program headers lie past the end of the file",
+            )
+        };
+        let end = phoff
+            .checked_add(phnum * phentsize)
+            .filter(|&e| e <= len)
+            .ok_or_else(truncated)?;
+        let table: Cow<[u8]> = if end <= bytes.len() as u64 {
+            Cow::Borrowed(&bytes[phoff as usize..end as usize])
+        } else {
+            Cow::Owned(read_range(file, phoff, phnum * phentsize).map_err(|e| Error::io(path, e))?)
+        };
+        ProgramHeader::parse(&table, 0, phnum as usize, ctx)
+            .map_err(|e| bad(path, format!("bad program headers: {e}")))?
+    } else {
+        Vec::new()
+    };
+    Ok((header, phdrs, ctx))
+}
+
+/// `len` bytes of `file` from `off` (`pread`, repeated until done); the caller has checked
+/// the range against the file's length.
+fn read_range(file: &File, off: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let n = usize::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, off)?;
+    Ok(buf)
 }
 
 /// Models `fs/binfmt_elf.c: total_mapping_size()`: from the page start of the first

@@ -1477,9 +1477,8 @@ impl Rtld<'_> {
         order.push(0);
         // The unique-symbol tables are allocated during the first lookups; nothing else
         // allocates in this loop, so they can be allocated up front.
-        let nunique = self.count_unique_symbols(&order);
         let mut old = None;
-        for size in unique::unique_table_sizes(nunique) {
+        for size in self.unique_tables(&order) {
             let t = self.malloc(
                 size * self.sizes.unique_sym,
                 format!("unique symbol table ({size} entries)"),
@@ -1501,9 +1500,9 @@ impl Rtld<'_> {
         Ok(())
     }
 
-    /// The number of distinct `STB_GNU_UNIQUE` names the start-up relocations bind to
-    /// ([`unique::count_unique_symbols`]); the global scope is the load list.
-    fn count_unique_symbols(&self, order: &[usize]) -> u64 {
+    /// The unique-symbol tables the start-up relocations make ld.so allocate
+    /// ([`unique::unique_tables`]); the global scope is the load list.
+    fn unique_tables(&self, order: &[usize]) -> Vec<u64> {
         let n = self.graph.objects.len();
         let scope: Vec<Option<unique::DynSyms>> = (0..n)
             .map(|i| {
@@ -1520,7 +1519,7 @@ impl Rtld<'_> {
                 (i, self.opts.lazy && !bind_now)
             })
             .collect();
-        unique::count_unique_symbols(&scope, &relocated)
+        unique::unique_tables(&scope, &relocated)
     }
 
     fn protect_relro(&mut self, i: usize) {

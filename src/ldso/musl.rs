@@ -401,9 +401,10 @@ fn has_dt_textrel(img: &ElfImage, dyn_vaddr: u64) -> bool {
     let Some(off) = crate::elf::dynamic::vaddr_to_offset(img, dyn_vaddr) else {
         return false;
     };
-    let bytes = img.bytes();
-    let mut at = off as usize;
-    while let Some(e) = bytes.get(at..at + 16) {
+    let Some(bytes) = img.read_upto(off, 64 * 1024) else {
+        return false;
+    };
+    for e in bytes.chunks_exact(16) {
         let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
         if tag == DT_NULL {
             return false;
@@ -411,7 +412,6 @@ fn has_dt_textrel(img: &ElfImage, dyn_vaddr: u64) -> bool {
         if tag == DT_TEXTREL {
             return true;
         }
-        at += 16;
     }
     false
 }

@@ -16,11 +16,13 @@
 //! an object is taken), which matches every program checked; `DT_SYMBOLIC` scopes are not
 //! modelled.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::elf::dynamic::vaddr_to_offset;
-use crate::elf::{ElfImage, PT_DYNAMIC};
+use crate::elf::{ElfImage, FileWindow, PT_DYNAMIC};
 
 const DT_NULL: u64 = 0;
 const DT_PLTRELSZ: u64 = 2;
@@ -58,8 +60,8 @@ impl Hasher for NameHasher {
     }
 }
 
-type NameSet<'a> = HashSet<&'a [u8], BuildHasherDefault<NameHasher>>;
-type NameMap<'a, V> = HashMap<&'a [u8], V, BuildHasherDefault<NameHasher>>;
+type NameSet = HashSet<Box<[u8]>, BuildHasherDefault<NameHasher>>;
+type NameMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<NameHasher>>;
 
 const STB_LOCAL: u8 = 0;
 const STB_GNU_UNIQUE: u8 = 10;
@@ -119,17 +121,63 @@ struct GnuHash {
     chain: u64,
 }
 
-/// An object's dynamic symbols and relocations, read in place.
+/// A range of the file read into memory, addressed by file offset.
+struct Table<'a> {
+    start: u64,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl<'a> Table<'a> {
+    /// Bytes `[start, start+len)` of `img`, cut at the end of the file (empty past it).
+    fn read(img: &'a ElfImage, start: u64, len: u64) -> Table<'a> {
+        Table {
+            start,
+            bytes: img.read_upto(start, len).unwrap_or(Cow::Borrowed(&[])),
+        }
+    }
+
+    fn rd<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
+        let o = usize::try_from(off.checked_sub(self.start)?).ok()?;
+        self.bytes.get(o..o.checked_add(N)?)?.try_into().ok()
+    }
+    fn r32(&self, off: u64) -> Option<u32> {
+        self.rd::<4>(off).map(u32::from_le_bytes)
+    }
+    fn r64(&self, off: u64) -> Option<u64> {
+        self.rd::<8>(off).map(u64::from_le_bytes)
+    }
+    /// The bytes from `off` to the end of the table.
+    fn tail(&self, off: u64) -> Option<&[u8]> {
+        let o = usize::try_from(off.checked_sub(self.start)?).ok()?;
+        self.bytes.get(o..)
+    }
+}
+
+/// An object's dynamic symbols and relocations.
+///
+/// Read in two ways. Most objects are only asked which unique symbols they define (one
+/// pass over the symbol table, through a reused buffer) and, during lookups, whether they
+/// define a name (the Bloom filter and buckets, read at once, reject nearly all; the rest
+/// is a few small reads). The objects whose relocations are scanned read their symbol
+/// table, hash chains and strings whole ([`DynSyms::load_all`]).
 pub struct DynSyms<'a> {
-    bytes: &'a [u8],
+    img: &'a ElfImage,
     is64: bool,
-    symtab: u64,
-    strtab: u64,
-    strsz: u64,
+    /// DT_SYMTAB's file offset, and the whole table once read.
+    symtab_off: u64,
+    symtab: OnceCell<Table<'a>>,
+    /// DT_STRTAB's file offset and DT_STRSZ, and the whole table once read.
+    strtab_at: (u64, u64),
+    strtab: OnceCell<Table<'a>>,
     gnu: Option<GnuHash>,
-    /// DT_HASH: (nbucket, bucket array offset, chain array offset).
+    /// The GNU hash table's Bloom filter and buckets.
+    gnu_head: Option<Table<'a>>,
+    /// The GNU hash chains once read.
+    gnu_chain: OnceCell<Table<'a>>,
+    /// DT_HASH: (nbucket, bucket array offset, chain array offset) and the table.
     sysv: Option<(u32, u64, u64)>,
-    /// Relocation tables (offset, size, is RELA): the DT_RELA/DT_REL range and DT_JMPREL.
+    sysv_table: Option<Table<'a>>,
+    /// Relocation tables (offset, size): the DT_RELA/DT_REL range and DT_JMPREL.
     rel: Option<(u64, u64)>,
     jmprel: Option<(u64, u64)>,
     rela: bool,
@@ -140,17 +188,6 @@ pub struct DynSyms<'a> {
     nsyms: u64,
     /// Whether this is the program (COPY lookups skip it).
     pub is_executable: bool,
-}
-
-fn rd<const N: usize>(b: &[u8], off: u64) -> Option<[u8; N]> {
-    let o = usize::try_from(off).ok()?;
-    b.get(o..o.checked_add(N)?)?.try_into().ok()
-}
-fn r32(b: &[u8], off: u64) -> Option<u32> {
-    rd::<4>(b, off).map(u32::from_le_bytes)
-}
-fn r64(b: &[u8], off: u64) -> Option<u64> {
-    rd::<8>(b, off).map(u64::from_le_bytes)
 }
 
 /// `dl_new_hash()`: the GNU hash (djb2).
@@ -175,12 +212,12 @@ fn dl_elf_hash(s: &[u8]) -> u32 {
 }
 
 impl<'a> DynSyms<'a> {
-    /// Read the tables of `img`; `None` if it has no symbol table (nothing to look up).
+    /// Read the dynamic tags and hash-table heads of `img`; `None` if it has no symbol
+    /// table (nothing to look up).
     pub fn new(img: &'a ElfImage, is_executable: bool) -> Option<DynSyms<'a>> {
-        let bytes = img.bytes();
         let is64 = img.is_64();
         let ph = img.phdr(PT_DYNAMIC)?;
-        let dynamic = img.slice(ph.p_offset, ph.p_filesz)?;
+        let dynamic = img.read(ph.p_offset, ph.p_filesz)?;
         let entsize = if is64 { 16 } else { 8 };
         let mut tags: Vec<(u64, u64)> = Vec::new();
         for e in dynamic.chunks_exact(entsize) {
@@ -202,19 +239,23 @@ impl<'a> DynSyms<'a> {
         }
         let get = |tag: u64| tags.iter().rev().find(|(t, _)| *t == tag).map(|(_, v)| *v);
         let off = |tag: u64| get(tag).and_then(|v| vaddr_to_offset(img, v));
-        let symtab = off(DT_SYMTAB)?;
+        let symtab_off = off(DT_SYMTAB)?;
         let strtab = off(DT_STRTAB)?;
         let strsz = get(DT_STRSZ).unwrap_or(0);
         let word = if is64 { 8 } else { 4 };
+        let mut gnu_head = None;
         let gnu = off(DT_GNU_HASH).and_then(|h| {
-            let nbuckets = r32(bytes, h)?;
-            let symoffset = r32(bytes, h + 4)?;
-            let bloom_size = r32(bytes, h + 8)?;
-            let bloom_shift = r32(bytes, h + 12)?;
+            let head = img.read(h, 16)?;
+            let w = |i: usize| u32::from_le_bytes(head[4 * i..4 * i + 4].try_into().unwrap());
+            let (nbuckets, symoffset, bloom_size, bloom_shift) = (w(0), w(1), w(2), w(3));
             let bloom = h + 16;
             let buckets = bloom + u64::from(bloom_size) * word;
             let chain = buckets + u64::from(nbuckets) * 4;
-            (nbuckets > 0 && bloom_size.is_power_of_two()).then_some(GnuHash {
+            if !(nbuckets > 0 && bloom_size.is_power_of_two()) {
+                return None;
+            }
+            gnu_head = Some(Table::read(img, bloom, chain - bloom));
+            Some(GnuHash {
                 nbuckets,
                 symoffset,
                 bloom_size,
@@ -225,15 +266,22 @@ impl<'a> DynSyms<'a> {
             })
         });
         let sysv = off(DT_HASH).and_then(|h| {
-            let nbucket = r32(bytes, h)?;
-            let nchain = r32(bytes, h + 4)?;
+            let head = img.read(h, 8)?;
+            let nbucket = u32::from_le_bytes(head[0..4].try_into().unwrap());
+            let nchain = u32::from_le_bytes(head[4..8].try_into().unwrap());
             (nbucket > 0).then_some((nbucket, h + 8, h + 8 + u64::from(nbucket) * 4, nchain))
         });
         let nsyms = match (&gnu, &sysv) {
             (_, Some((_, _, _, nchain))) => u64::from(*nchain),
-            (Some(g), None) => gnu_nsyms(bytes, g).unwrap_or(0),
+            (Some(g), None) => gnu_head
+                .as_ref()
+                .and_then(|t| gnu_nsyms(img, t, g))
+                .unwrap_or(0),
             _ => 0,
         };
+        let sysv_table = sysv.map(|(nbucket, b, _, nchain)| {
+            Table::read(img, b, (u64::from(nbucket) + u64::from(nchain)) * 4)
+        });
         let rela = get(DT_RELA).is_some() || get(DT_PLTREL) == Some(DT_RELA);
         let rel = if rela {
             off(DT_RELA).map(|o| (o, get(DT_RELASZ).unwrap_or(0)))
@@ -253,14 +301,18 @@ impl<'a> DynSyms<'a> {
         };
         let nrelative = get(if rela { DT_RELACOUNT } else { DT_RELCOUNT }).unwrap_or(0);
         Some(DynSyms {
+            img,
             nrelative,
-            bytes,
             is64,
-            symtab,
-            strtab,
-            strsz,
+            symtab_off,
+            symtab: OnceCell::new(),
+            strtab_at: (strtab, strsz),
+            strtab: OnceCell::new(),
             gnu,
+            gnu_head,
+            gnu_chain: OnceCell::new(),
             sysv: sysv.map(|(n, b, c, _)| (n, b, c)),
+            sysv_table,
             rel,
             jmprel,
             rela,
@@ -269,68 +321,122 @@ impl<'a> DynSyms<'a> {
         })
     }
 
-    fn sym(&self, idx: u64) -> Option<Sym> {
+    fn sym_size(&self) -> u64 {
         if self.is64 {
-            let o = self.symtab + idx * 24;
+            24
+        } else {
+            16
+        }
+    }
+
+    /// Read the symbol table, the hash chains and the strings whole (for the objects whose
+    /// relocations are scanned).
+    fn load_all(&self) {
+        self.symtab.get_or_init(|| {
+            let len = self.nsyms.saturating_mul(self.sym_size());
+            Table::read(self.img, self.symtab_off, len)
+        });
+        if let Some(g) = &self.gnu {
+            self.gnu_chain.get_or_init(|| {
+                let n = self.nsyms.saturating_sub(u64::from(g.symoffset));
+                Table::read(self.img, g.chain, n.saturating_mul(4))
+            });
+        }
+        self.strtab.get_or_init(|| {
+            let (off, sz) = self.strtab_at;
+            Table::read(self.img, off, if sz > 0 { sz } else { u64::MAX })
+        });
+    }
+
+    fn sym(&self, idx: u64) -> Option<Sym> {
+        let o = self
+            .symtab_off
+            .checked_add(idx.checked_mul(self.sym_size())?)?;
+        let point;
+        let t = match self.symtab.get() {
+            Some(t) => t,
+            None => {
+                point = Table::read(self.img, o, self.sym_size());
+                &point
+            }
+        };
+        if self.is64 {
             Some(Sym {
-                st_name: r32(self.bytes, o)?,
-                st_info: rd::<1>(self.bytes, o + 4)?[0],
-                st_other: rd::<1>(self.bytes, o + 5)?[0],
-                st_shndx: u16::from_le_bytes(rd::<2>(self.bytes, o + 6)?),
-                st_value: r64(self.bytes, o + 8)?,
+                st_name: t.r32(o)?,
+                st_info: t.rd::<1>(o + 4)?[0],
+                st_other: t.rd::<1>(o + 5)?[0],
+                st_shndx: u16::from_le_bytes(t.rd::<2>(o + 6)?),
+                st_value: t.r64(o + 8)?,
             })
         } else {
-            let o = self.symtab + idx * 16;
             Some(Sym {
-                st_name: r32(self.bytes, o)?,
-                st_value: u64::from(r32(self.bytes, o + 4)?),
-                st_info: rd::<1>(self.bytes, o + 12)?[0],
-                st_other: rd::<1>(self.bytes, o + 13)?[0],
-                st_shndx: u16::from_le_bytes(rd::<2>(self.bytes, o + 14)?),
+                st_name: t.r32(o)?,
+                st_value: u64::from(t.r32(o + 4)?),
+                st_info: t.rd::<1>(o + 12)?[0],
+                st_other: t.rd::<1>(o + 13)?[0],
+                st_shndx: u16::from_le_bytes(t.rd::<2>(o + 14)?),
             })
         }
     }
 
-    fn name(&self, st_name: u32) -> Option<&'a [u8]> {
-        let start = usize::try_from(self.strtab + u64::from(st_name)).ok()?;
-        let tail = self.bytes.get(start..)?;
-        let limit = if self.strsz > u64::from(st_name) {
-            usize::try_from(self.strsz - u64::from(st_name))
-                .unwrap_or(usize::MAX)
-                .min(tail.len())
+    /// The name at `st_name`: from the whole string table if it was read, else read alone.
+    fn name(&self, st_name: u32) -> Option<Cow<'_, [u8]>> {
+        let (off, sz) = self.strtab_at;
+        let at = off.checked_add(u64::from(st_name))?;
+        if let Some(t) = self.strtab.get() {
+            let tail = t.tail(at)?;
+            // The first NUL (memchr, word at a time).
+            return Some(Cow::Borrowed(
+                std::ffi::CStr::from_bytes_until_nul(tail).ok()?.to_bytes(),
+            ));
+        }
+        let limit = if sz > 0 {
+            sz.checked_sub(u64::from(st_name))?
         } else {
-            tail.len()
+            u64::MAX
         };
-        let tail = &tail[..limit];
-        // The first NUL (memchr, word at a time).
-        Some(std::ffi::CStr::from_bytes_until_nul(tail).ok()?.to_bytes())
+        self.img.cstr_at(at, limit).ok().map(Cow::Owned)
     }
 
-    /// The names of the unique symbols this object defines.
-    fn unique_definitions(&self, out: &mut NameSet<'a>) {
+    /// The names of the unique symbols this object defines, added to `out`; `buf` is a
+    /// scratch buffer for the symbol table.
+    fn unique_definitions(&self, out: &mut NameSet, buf: &mut Vec<u8>) {
         let first = self.gnu.map_or(1, |g| u64::from(g.symoffset));
-        // `sym()` reads the first 16 bytes of an entry (both classes); stop where it would
-        // fail. Only st_info and st_shndx are looked at before a match.
-        let (esz, info_at, shndx_at) = if self.is64 { (24, 4, 6) } else { (16, 12, 14) };
-        let len = self.bytes.len() as u64;
-        let Some(mut o) = first
-            .checked_mul(esz)
-            .and_then(|x| x.checked_add(self.symtab))
-        else {
-            return;
-        };
-        for i in first..self.nsyms {
-            if o.checked_add(16).is_none_or(|e| e > len) {
+        // Only st_info and st_shndx are looked at before a match.
+        let esz = self.sym_size();
+        let (info_at, shndx_at) = if self.is64 { (4, 6) } else { (12, 14) };
+        const CHUNK: u64 = 1024;
+        let mut found: Vec<u64> = Vec::new();
+        let mut idx = first;
+        while idx < self.nsyms {
+            let n = (self.nsyms - idx).min(CHUNK);
+            let Some(off) = idx
+                .checked_mul(esz)
+                .and_then(|x| x.checked_add(self.symtab_off))
+            else {
                 break;
-            }
-            let e = &self.bytes[o as usize..o as usize + 16];
-            let shndx = u16::from_le_bytes([e[shndx_at], e[shndx_at + 1]]);
-            if e[info_at] >> 4 == STB_GNU_UNIQUE && shndx != SHN_UNDEF {
-                if let Some(n) = self.sym(i).and_then(|s| self.name(s.st_name)) {
-                    out.insert(n);
+            };
+            let Some(chunk) = self.img.read_into(off, n * esz, buf) else {
+                break;
+            };
+            for (k, e) in chunk.chunks_exact(esz as usize).enumerate() {
+                let shndx = u16::from_le_bytes([e[shndx_at], e[shndx_at + 1]]);
+                if e[info_at] >> 4 == STB_GNU_UNIQUE && shndx != SHN_UNDEF {
+                    found.push(idx + k as u64);
                 }
             }
-            o += esz;
+            if (chunk.len() as u64) < n * esz {
+                break;
+            }
+            idx += n;
+        }
+        if found.len() > 16 {
+            self.load_all();
+        }
+        for i in found {
+            if let Some(n) = self.sym(i).and_then(|s| self.name(s.st_name)) {
+                out.insert(n.into_owned().into_boxed_slice());
+            }
         }
     }
 
@@ -346,7 +452,7 @@ impl<'a> DynSyms<'a> {
         if (1u32 << stt) & ALLOWED_STT == 0 {
             return None;
         }
-        (self.name(s.st_name)? == name).then_some(s)
+        (*self.name(s.st_name)? == *name).then_some(s)
     }
 
     /// The Bloom filter test of `do_lookup_x()`.
@@ -354,10 +460,11 @@ impl<'a> DynSyms<'a> {
         let word = if self.is64 { 64 } else { 32 };
         let wbytes = u64::from(word / 8);
         let bi = u64::from((gnu_hash / word) & (g.bloom_size - 1));
+        let head = self.gnu_head.as_ref()?;
         let bw = if self.is64 {
-            r64(self.bytes, g.bloom + bi * wbytes)?
+            head.r64(g.bloom + bi * wbytes)?
         } else {
-            u64::from(r32(self.bytes, g.bloom + bi * wbytes)?)
+            u64::from(head.r32(g.bloom + bi * wbytes)?)
         };
         let b1 = gnu_hash & (word - 1);
         let b2 = (gnu_hash >> g.bloom_shift) & (word - 1);
@@ -370,13 +477,23 @@ impl<'a> DynSyms<'a> {
             if !self.bloom_may_contain(g, gnu_hash)? {
                 return None;
             }
-            let bucket = r32(self.bytes, g.buckets + u64::from(gnu_hash % g.nbuckets) * 4)?;
+            let bucket = self
+                .gnu_head
+                .as_ref()?
+                .r32(g.buckets + u64::from(gnu_hash % g.nbuckets) * 4)?;
             if bucket == 0 || bucket < g.symoffset {
                 return None;
             }
+            let mut window = None;
             let end = u64::from(bucket) + self.nsyms.max(1);
             for idx in u64::from(bucket)..end {
-                let h = r32(self.bytes, g.chain + (idx - u64::from(g.symoffset)) * 4)?;
+                let at = g.chain + (idx - u64::from(g.symoffset)) * 4;
+                let h = match self.gnu_chain.get() {
+                    Some(t) => t.r32(at)?,
+                    None => window
+                        .get_or_insert_with(|| FileWindow::new(self.img))
+                        .u32_at(at)?,
+                };
                 if (h ^ gnu_hash) >> 1 == 0 {
                     if let Some(s) = self.check_match(idx, name, class) {
                         return Some(s);
@@ -390,7 +507,8 @@ impl<'a> DynSyms<'a> {
         }
         let (nbucket, buckets, chain) = self.sysv?;
         let h = dl_elf_hash(name);
-        let mut idx = u64::from(r32(self.bytes, buckets + u64::from(h % nbucket) * 4)?);
+        let t = self.sysv_table.as_ref()?;
+        let mut idx = u64::from(t.r32(buckets + u64::from(h % nbucket) * 4)?);
         for _ in 0..self.nsyms.max(1) {
             if idx == 0 {
                 break;
@@ -398,15 +516,15 @@ impl<'a> DynSyms<'a> {
             if let Some(s) = self.check_match(idx, name, class) {
                 return Some(s);
             }
-            idx = u64::from(r32(self.bytes, chain + idx * 4)?);
+            idx = u64::from(t.r32(chain + idx * 4)?);
         }
         None
     }
 
     /// The symbol references of the relocations processed at start-up, as
-    /// (name, type class): those `resolve_map()` looks up (not STB_LOCAL, not hidden or
-    /// internal, not RELATIVE/NONE). DT_JMPREL is included unless `lazy`.
-    fn references(&self, lazy: bool, mut f: impl FnMut(u64, u8)) {
+    /// (symbol index, type class): those `resolve_map()` looks up (not RELATIVE/NONE).
+    /// DT_JMPREL is included unless `lazy`. `f` returns false to stop.
+    fn references(&self, lazy: bool, mut f: impl FnMut(u64, u8) -> bool) {
         let entsize = match (self.is64, self.rela) {
             (true, true) => 24,
             (true, false) => 16,
@@ -424,13 +542,14 @@ impl<'a> DynSyms<'a> {
             }
         }
         for (off, size) in ranges {
+            let table = Table::read(self.img, off, size);
             let n = size / entsize;
             for k in 0..n {
                 let o = off + k * entsize;
                 let info = if self.is64 {
-                    r64(self.bytes, o + 8)
+                    table.r64(o + 8)
                 } else {
-                    r32(self.bytes, o + 4).map(u64::from)
+                    table.r32(o + 4).map(u64::from)
                 };
                 let Some(info) = info else { break };
                 let (rtype, rsym) = if self.is64 {
@@ -460,26 +579,31 @@ impl<'a> DynSyms<'a> {
                 if rsym == 0 {
                     continue;
                 }
-                f(rsym, class);
+                if !f(rsym, class) {
+                    return;
+                }
             }
         }
     }
-}
 
-impl<'a> DynSyms<'a> {
     /// The name of symbol `idx` if a relocation against it makes `resolve_map()` look it
     /// up (not STB_LOCAL, not hidden or internal) and it may be one of `filter`'s names:
     /// the GNU hash of a defined symbol comes from the hash chain, so most names are never
     /// read.
-    fn lookup_name(&self, idx: u64, filter: &HashFilter, defined: &NameSet) -> Option<&'a [u8]> {
+    fn lookup_name(
+        &self,
+        idx: u64,
+        filter: &HashFilter,
+        defined: &NameSet,
+    ) -> Option<Cow<'_, [u8]>> {
         let s = self.sym(idx)?;
         let vis = s.st_other & 3;
         if s.st_info >> 4 == STB_LOCAL || vis == STV_HIDDEN || vis == STV_INTERNAL {
             return None;
         }
-        if let Some(g) = &self.gnu {
+        if let (Some(g), Some(chain)) = (&self.gnu, self.gnu_chain.get()) {
             if idx >= u64::from(g.symoffset) {
-                let h = r32(self.bytes, g.chain + (idx - u64::from(g.symoffset)) * 4)?;
+                let h = chain.r32(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
                 if !filter.may_contain(h) {
                     return None;
                 }
@@ -488,7 +612,7 @@ impl<'a> DynSyms<'a> {
         }
         // No hash at hand: the name set itself is the cheapest test.
         let name = self.name(s.st_name)?;
-        defined.contains(name).then_some(name)
+        defined.contains(&*name).then_some(name)
     }
 }
 
@@ -515,18 +639,20 @@ impl HashFilter {
     }
 }
 
-/// The number of symbols from a GNU hash table: the end of the chain of the highest bucket.
-fn gnu_nsyms(bytes: &[u8], g: &GnuHash) -> Option<u64> {
+/// The number of symbols from a GNU hash table: the end of the chain of the highest bucket
+/// (`head` holds the Bloom filter and the buckets; the chain is read from the file).
+fn gnu_nsyms(img: &ElfImage, head: &Table, g: &GnuHash) -> Option<u64> {
     let mut max = 0u32;
     for b in 0..u64::from(g.nbuckets) {
-        max = max.max(r32(bytes, g.buckets + b * 4)?);
+        max = max.max(head.r32(g.buckets + b * 4)?);
     }
     if max < g.symoffset {
         return Some(u64::from(g.symoffset));
     }
+    let mut chain = FileWindow::new(img);
     let mut idx = u64::from(max);
     loop {
-        let h = r32(bytes, g.chain + (idx - u64::from(g.symoffset)) * 4)?;
+        let h = chain.u32_at(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
         if h & 1 != 0 {
             return Some(idx + 1);
         }
@@ -534,56 +660,110 @@ fn gnu_nsyms(bytes: &[u8], g: &GnuHash) -> Option<u64> {
     }
 }
 
+/// The unique names defined in `scope`, and which objects define any.
+fn definitions(scope: &[Option<DynSyms>]) -> (NameSet, Vec<usize>) {
+    let mut defined = NameSet::default();
+    let mut definers = Vec::new();
+    let mut buf = Vec::new();
+    for (i, s) in scope.iter().enumerate() {
+        if let Some(s) = s {
+            let before = defined.len();
+            s.unique_definitions(&mut defined, &mut buf);
+            if defined.len() > before {
+                definers.push(i);
+            }
+        }
+    }
+    (defined, definers)
+}
+
 /// Counts the distinct names that end up in the unique-symbol table: `scope` is the global
 /// scope (the program's search list, in order), `relocated` the objects relocated at
-/// start-up with their lazy flag, in relocation order (indices into `scope`).
-pub fn count_unique_symbols(scope: &[Option<DynSyms>], relocated: &[(usize, bool)]) -> u64 {
-    let mut defined = NameSet::default();
-    for s in scope.iter().flatten() {
-        s.unique_definitions(&mut defined);
-    }
+/// start-up with their lazy flag (indices into `scope`; the count does not depend on their
+/// order). With `enough`, counting stops once that many names are found.
+pub fn count_unique_symbols(
+    scope: &[Option<DynSyms>],
+    relocated: &[(usize, bool)],
+    enough: Option<u64>,
+) -> u64 {
+    let (defined, _) = definitions(scope);
+    count_references(scope, relocated, &defined, enough.unwrap_or(u64::MAX))
+}
+
+/// The sizes of the unique-symbol tables ld.so allocates while relocating, in order
+/// ([`unique_table_sizes`] of [`count_unique_symbols`]). Only the tables matter, not the
+/// count: it is bounded above by the number of unique names defined in the scope, so the
+/// reference scan stops as soon as the count reaches the smallest one that needs as many
+/// tables as that bound, and objects defining unique symbols (which reference their own)
+/// are scanned first.
+pub fn unique_tables(scope: &[Option<DynSyms>], relocated: &[(usize, bool)]) -> Vec<u64> {
+    let (defined, definers) = definitions(scope);
+    let bound = unique_table_steps(defined.len() as u64);
+    let Some(&(enough, _)) = bound.last() else {
+        return Vec::new();
+    };
+    let mut ordered: Vec<(usize, bool)> = relocated
+        .iter()
+        .copied()
+        .filter(|(i, _)| definers.contains(i))
+        .collect();
+    ordered.extend(relocated.iter().filter(|(i, _)| !definers.contains(i)));
+    let n = count_references(scope, &ordered, &defined, enough);
+    unique_table_sizes(n)
+}
+
+fn count_references(
+    scope: &[Option<DynSyms>],
+    relocated: &[(usize, bool)],
+    defined: &NameSet,
+    enough: u64,
+) -> u64 {
     if defined.is_empty() {
         return 0;
     }
-    let filter = HashFilter::new(defined.iter().copied());
+    let filter = HashFilter::new(defined.iter().map(|n| &**n));
     // Name -> resolves to a unique definition (per type class that matters: COPY skips the
     // program, PLT rejects undefined symbols with a value).
-    let mut resolved: NameMap<'_, [Option<bool>; 3]> = NameMap::default();
+    let mut resolved: NameMap<[Option<bool>; 3]> = NameMap::default();
     let mut seen = NameSet::default();
     for &(i, lazy) in relocated {
         let Some(obj) = scope.get(i).and_then(Option::as_ref) else {
             continue;
         };
+        obj.load_all();
         // Per symbol index: 0 not looked at, 1 irrelevant, 2 a candidate name.
         let mut memo = vec![0u8; usize::try_from(obj.nsyms).unwrap_or(0)];
         obj.references(lazy, |rsym, class| {
             let slot = usize::try_from(rsym).ok().and_then(|r| memo.get_mut(r));
             if let Some(m) = &slot {
                 if **m == 1 {
-                    return;
+                    return true;
                 }
             }
             let Some(name) = obj
-                .lookup_name(rsym, &filter, &defined)
-                .filter(|n| defined.contains(n))
+                .lookup_name(rsym, &filter, defined)
+                .filter(|n| defined.contains(&**n))
             else {
                 if let Some(m) = slot {
                     *m = 1;
                 }
-                return;
+                return true;
             };
             if let Some(m) = slot {
                 *m = 2;
             }
             let ci = usize::from(class.min(2));
-            let entry = resolved.entry(name).or_insert([None; 3]);
+            if !resolved.contains_key(&*name) {
+                resolved.insert(name.to_vec().into_boxed_slice(), [None; 3]);
+            }
+            let entry = resolved.get_mut(&*name).expect("inserted above");
             let unique = *entry[ci].get_or_insert_with(|| {
-                let h = dl_new_hash(name);
+                let h = dl_new_hash(&name);
                 for m in scope.iter().flatten() {
                     if class & CLASS_COPY != 0 && m.is_executable {
                         continue;
                     }
-                    if let Some(s) = m.lookup(name, h, class) {
+                    if let Some(s) = m.lookup(&name, h, class) {
                         let vis = s.st_other & 3;
                         if vis == STV_HIDDEN || vis == STV_INTERNAL {
                             continue;
@@ -593,10 +773,14 @@ pub fn count_unique_symbols(scope: &[Option<DynSyms>], relocated: &[(usize, bool
                 }
                 false
             });
-            if unique {
-                seen.insert(name);
+            if unique && !seen.contains(&*name) {
+                seen.insert(name.into_owned().into_boxed_slice());
             }
+            (seen.len() as u64) < enough
         });
+        if seen.len() as u64 >= enough {
+            break;
+        }
     }
     seen.len() as u64
 }
@@ -615,22 +799,28 @@ pub fn dl_higher_prime_number(n: u64) -> u64 {
         .unwrap_or(4294967291)
 }
 
-/// The table sizes (in entries) allocated for `n` distinct unique names, in order.
-pub fn unique_table_sizes(n: u64) -> Vec<u64> {
+/// The tables (in entries) allocated for `n` distinct unique names, in order, each with the
+/// number of names that makes `do_lookup_unique()` allocate it.
+pub fn unique_table_steps(n: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     if n == 0 {
         return out;
     }
     let mut size = 31;
-    out.push(size);
+    out.push((1, size));
     for k in 1..n {
         // Before inserting the (k+1)-th name, k are in the table.
         if size * 3 <= k * 4 {
             size = dl_higher_prime_number(size + 1);
-            out.push(size);
+            out.push((k + 1, size));
         }
     }
     out
+}
+
+/// The table sizes (in entries) allocated for `n` distinct unique names, in order.
+pub fn unique_table_sizes(n: u64) -> Vec<u64> {
+    unique_table_steps(n).into_iter().map(|(_, s)| s).collect()
 }
 
 #[cfg(test)]
@@ -644,6 +834,7 @@ mod tests {
         assert_eq!(unique_table_sizes(25), vec![31, 61]);
         assert_eq!(unique_table_sizes(47), vec![31, 61, 127]);
         assert_eq!(dl_higher_prime_number(32), 61);
+        assert_eq!(unique_table_steps(48), vec![(1, 31), (25, 61), (47, 127)]);
     }
 
     #[test]

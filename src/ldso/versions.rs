@@ -8,25 +8,15 @@
 //! offsets, each step bounds-checked; a damaged table ends the walk.
 
 use crate::elf::dynamic::{vaddr_to_offset, DynamicInfo};
-use crate::elf::ElfImage;
+use crate::elf::{ElfImage, FileWindow};
 
 /// How many entries a walk follows at most (hostile tables can loop).
 const MAX_ENTRIES: usize = 1 << 16;
 
-fn u16_at(b: &[u8], off: u64) -> Option<u16> {
-    let o = usize::try_from(off).ok()?;
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], off: u64) -> Option<u32> {
-    let o = usize::try_from(off).ok()?;
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-
 /// `ndx_high` of an object: the largest version index its DT_VERNEED and DT_VERDEF
 /// tables use, 0 if it has neither.
 pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
-    let bytes = img.bytes();
+    let mut bytes = FileWindow::new(img);
     let mut high = 0u32;
     if let Some(off) = dynamic.verneed.and_then(|v| vaddr_to_offset(img, v)) {
         // Elf*_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
@@ -34,14 +24,13 @@ pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
         // vna_next u32. The same layout in both classes.
         let mut ent = off;
         'need: for _ in 0..MAX_ENTRIES {
-            let (Some(vn_aux), Some(vn_next)) = (u32_at(bytes, ent + 8), u32_at(bytes, ent + 12))
+            let (Some(vn_aux), Some(vn_next)) = (bytes.u32_at(ent + 8), bytes.u32_at(ent + 12))
             else {
                 break;
             };
             let mut aux = ent + u64::from(vn_aux);
             for _ in 0..MAX_ENTRIES {
-                let (Some(other), Some(vna_next)) =
-                    (u16_at(bytes, aux + 6), u32_at(bytes, aux + 12))
+                let (Some(other), Some(vna_next)) = (bytes.u16_at(aux + 6), bytes.u32_at(aux + 12))
                 else {
                     break 'need;
                 };
@@ -62,8 +51,7 @@ pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
         // vd_aux u32, vd_next u32.
         let mut ent = off;
         for _ in 0..MAX_ENTRIES {
-            let (Some(ndx), Some(vd_next)) = (u16_at(bytes, ent + 4), u32_at(bytes, ent + 16))
-            else {
+            let (Some(ndx), Some(vd_next)) = (bytes.u16_at(ent + 4), bytes.u32_at(ent + 16)) else {
                 break;
             };
             high = high.max(u32::from(ndx & 0x7fff));
