@@ -3,7 +3,8 @@
 #   make test   install what the tests need, build the test programs, run every test
 
 CARGO   ?= cargo
-ELFMAP  := target/release/elfmap
+# .cargo/config.toml names the target (for a static elfmap), so binaries go under it.
+ELFMAP  := target/x86_64-unknown-linux-gnu/release/elfmap
 # Debian packages the test programs need: 32-bit toolchain and loader, musl.
 APT_PKGS := gcc-multilib libc6-i386 musl-tools
 

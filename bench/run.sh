@@ -4,7 +4,7 @@
 # Uses hyperfine (Debian package); `make bench` installs it and libtree.
 set -eu
 cd "$(dirname "$0")/.."
-ELFMAP=${ELFMAP:-target/release/elfmap}
+ELFMAP=${ELFMAP:-target/x86_64-unknown-linux-gnu/release/elfmap}
 STAGE=${STAGE:-loaded}
 PROGRAMS=${PROGRAMS:-/usr/bin/gdb /usr/bin/curl /usr/bin/ls /usr/bin/bash}
 LDSO=/lib64/ld-linux-x86-64.so.2
