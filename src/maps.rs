@@ -1,8 +1,6 @@
 //! `/proc/PID/maps` lines: parsing, and formatting exactly as
 //! `fs/proc/task_mmu.c: show_vma_header_prefix()` and `show_map_vma()` print them.
 
-use std::fmt::Write as _;
-
 use crate::mm::{AddressSpace, Backing, Prot, Vma};
 
 /// One line of a maps file.
@@ -69,55 +67,143 @@ impl MapsLine {
 
     /// The line exactly as the kernel prints it (without the newline).
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(100);
-        let _ = write!(
+        let mut s = Vec::with_capacity(100);
+        self.render_into(&mut s);
+        String::from_utf8(s).expect("maps lines are built from str")
+    }
+
+    /// [`MapsLine::render`], appended to `s`.
+    pub fn render_into(&self, s: &mut Vec<u8>) {
+        write_line(
             s,
-            "{:08x}-{:08x} {} {:08x} {:02x}:{:02x} {} ",
-            self.start,
-            self.end,
-            self.perms,
-            self.offset,
-            self.dev_major,
-            self.dev_minor,
-            self.inode
+            Fields {
+                start: self.start,
+                end: self.end,
+                perms: &self.perms,
+                offset: self.offset,
+                dev: (self.dev_major, self.dev_minor),
+                inode: self.inode,
+                path: &self.path,
+            },
         );
-        if !self.path.is_empty() {
-            while s.len() < NAME_PAD {
-                s.push(' ');
-            }
-            s.push(' ');
-            s.push_str(&self.path);
+    }
+}
+
+/// The columns of one maps line.
+struct Fields<'a> {
+    start: u64,
+    end: u64,
+    perms: &'a str,
+    offset: u64,
+    dev: (u32, u32),
+    inode: u64,
+    path: &'a str,
+}
+
+/// `v` in lower-case hex, zero-padded to `width` digits (`%0*lx`).
+fn push_hex(s: &mut Vec<u8>, v: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [b'0'; 16];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(v & 15) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
         }
-        s
+    }
+    let from = i.min(buf.len().saturating_sub(width));
+    s.extend_from_slice(&buf[from..]);
+}
+
+/// `v` in decimal (`%lu`).
+fn push_dec(s: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.extend_from_slice(&buf[i..]);
+}
+
+/// One maps line as `show_map_vma()` prints it (without the newline): `%08lx-%08lx %s
+/// %08llx %02x:%02x %lu `, then, for a named VMA, padding to the name column and the name.
+fn write_line(s: &mut Vec<u8>, f: Fields) {
+    let line_start = s.len();
+    push_hex(s, f.start, 8);
+    s.push(b'-');
+    push_hex(s, f.end, 8);
+    s.push(b' ');
+    s.extend_from_slice(f.perms.as_bytes());
+    s.push(b' ');
+    push_hex(s, f.offset, 8);
+    s.push(b' ');
+    push_hex(s, u64::from(f.dev.0), 2);
+    s.push(b':');
+    push_hex(s, u64::from(f.dev.1), 2);
+    s.push(b' ');
+    push_dec(s, f.inode);
+    s.push(b' ');
+    if !f.path.is_empty() {
+        let pad = NAME_PAD.saturating_sub(s.len() - line_start);
+        s.resize(s.len() + pad + 1, b' ');
+        s.extend_from_slice(f.path.as_bytes());
     }
 }
 
 fn perms(prot: Prot, shared: bool) -> String {
-    let mut s = String::with_capacity(4);
-    s.push(if prot.read { 'r' } else { '-' });
-    s.push(if prot.write { 'w' } else { '-' });
-    s.push(if prot.exec { 'x' } else { '-' });
-    s.push(if shared { 's' } else { 'p' });
-    s
+    String::from_utf8(perm_chars(prot, shared).to_vec()).expect("ASCII")
 }
 
 /// The name `fs/proc/task_mmu.c: get_vma_name()` gives a VMA: the file path, a special
 /// mapping's name, `[heap]` for an anonymous VMA overlapping `[start_brk, brk)`
 /// (`vma_is_initial_heap()`, v6.7+), `[stack]` for the VMA holding `start_stack`
 /// (`vma_is_initial_stack()`), or nothing.
-fn vma_name(mm: &AddressSpace, v: &Vma) -> String {
+fn vma_name<'a>(mm: &AddressSpace, v: &'a Vma) -> std::borrow::Cow<'a, str> {
     match &v.backing {
-        Backing::File { file, .. } => file.path.to_string_lossy().into_owned(),
-        Backing::Special(n) => n.to_string(),
-        Backing::Anon => {
-            if v.start < mm.brk && v.end > mm.start_brk {
-                "[heap]".into()
-            } else if v.start <= mm.start_stack && v.end >= mm.start_stack {
-                "[stack]".into()
-            } else {
-                String::new()
-            }
-        }
+        Backing::File { file, .. } => file.path.to_string_lossy(),
+        Backing::Special(n) => std::borrow::Cow::Borrowed(n),
+        Backing::Anon => std::borrow::Cow::Borrowed(if v.start < mm.brk && v.end > mm.start_brk {
+            "[heap]"
+        } else if v.start <= mm.start_stack && v.end >= mm.start_stack {
+            "[stack]"
+        } else {
+            ""
+        }),
+    }
+}
+
+/// The four permission characters of a VMA (`rwxp` / `r--s` ...).
+fn perm_chars(prot: Prot, shared: bool) -> [u8; 4] {
+    [
+        if prot.read { b'r' } else { b'-' },
+        if prot.write { b'w' } else { b'-' },
+        if prot.exec { b'x' } else { b'-' },
+        if shared { b's' } else { b'p' },
+    ]
+}
+
+fn vma_fields<'a>(v: &Vma, perms: &'a [u8; 4], path: &'a str) -> Fields<'a> {
+    let (dev, inode, offset) = match &v.backing {
+        Backing::File { file, offset } => ((file.dev_major, file.dev_minor), file.ino, *offset),
+        _ => ((0, 0), 0, 0),
+    };
+    Fields {
+        start: v.start,
+        end: v.end,
+        perms: std::str::from_utf8(perms).expect("ASCII"),
+        offset,
+        dev,
+        inode,
+        path,
     }
 }
 
@@ -141,7 +227,7 @@ pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
                 dev_major,
                 dev_minor,
                 inode,
-                path: vma_name(mm, v),
+                path: vma_name(mm, v).into_owned(),
             }
         })
         .collect();
@@ -160,14 +246,33 @@ pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
     out
 }
 
-/// The whole maps text of an address space, one line per VMA, each ending in a newline.
+/// The whole maps text of an address space, one line per VMA, each ending in a newline
+/// (what [`lines`] would give, rendered, without building them).
 pub fn render(mm: &AddressSpace) -> String {
-    let mut s = String::new();
-    for l in lines(mm) {
-        s.push_str(&l.render());
-        s.push('\n');
+    let mut s = Vec::with_capacity((mm.vmas().len() + 1) * 110);
+    for v in mm.vmas() {
+        let perms = perm_chars(v.prot, v.shared);
+        let name = vma_name(mm, v);
+        write_line(&mut s, vma_fields(v, &perms, &name));
+        s.push(b'\n');
     }
-    s
+    if let Some(p) = mm.vsyscall {
+        let perms = perm_chars(p, false);
+        write_line(
+            &mut s,
+            Fields {
+                start: crate::kernel::profile::VSYSCALL_ADDR,
+                end: crate::kernel::profile::VSYSCALL_ADDR + 4096,
+                perms: std::str::from_utf8(&perms).expect("ASCII"),
+                offset: 0,
+                dev: (0, 0),
+                inode: 0,
+                path: "[vsyscall]",
+            },
+        );
+        s.push(b'\n');
+    }
+    String::from_utf8(s).expect("maps lines are built from str")
 }
 
 #[cfg(test)]
@@ -187,6 +292,27 @@ mod tests {
         for l in real {
             assert_eq!(MapsLine::parse(l).unwrap().render(), l);
         }
+    }
+
+    /// `render()` writes what `lines()` gives, line by line.
+    #[test]
+    fn render_matches_lines() {
+        let machine = crate::MachineParams::detect();
+        let target = crate::Target::resolve("/bin/sh".as_ref(), &[]).unwrap();
+        let cfg = crate::Config {
+            stage: crate::Stage::Loaded,
+            no_aslr: true,
+            layout: None,
+            addr_limit_3gb: false,
+            rlimit_stack: None,
+            seed: None,
+            root: None,
+            env: None,
+        };
+        let plan = crate::plan(&target, &cfg, &machine).unwrap();
+        let text: String = lines(&plan.mm).iter().map(|l| l.render() + "\n").collect();
+        assert_eq!(render(&plan.mm), text);
+        assert!(text.lines().count() > 10);
     }
 
     #[test]

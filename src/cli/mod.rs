@@ -225,11 +225,10 @@ pub fn run() -> Result<ExitCode, CliError> {
                     target.program.display()
                 );
             }
-            let lines = maps::lines(&plan.mm);
             match a.format {
                 Format::Maps => out.write_all(maps::render(&plan.mm).as_bytes())?,
-                Format::Table => render::table::write(&plan, &lines, &mut out)?,
-                Format::Json => render::json::write(&plan, &lines, &mut out)?,
+                Format::Table => render::table::write(&plan, &maps::lines(&plan.mm), &mut out)?,
+                Format::Json => render::json::write(&plan, &maps::lines(&plan.mm), &mut out)?,
             }
             out.flush()?;
             // The process ends now: leave the mapped ELF files to exit's single teardown

@@ -9,9 +9,10 @@
 //! file length first.
 
 use goblin::elf::dynamic::{
-    DF_1_NOW, DF_BIND_NOW, DF_TEXTREL, DT_BIND_NOW, DT_DEBUG, DT_FLAGS, DT_FLAGS_1, DT_NEEDED,
-    DT_NULL, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB, DT_TEXTREL, DT_VERDEF,
-    DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM,
+    DF_1_NOW, DF_BIND_NOW, DF_TEXTREL, DT_BIND_NOW, DT_DEBUG, DT_FLAGS, DT_FLAGS_1, DT_GNU_HASH,
+    DT_HASH, DT_JMPREL, DT_NEEDED, DT_NULL, DT_PLTREL, DT_PLTRELSZ, DT_REL, DT_RELA, DT_RELACOUNT,
+    DT_RELASZ, DT_RELCOUNT, DT_RELSZ, DT_RPATH, DT_RUNPATH, DT_SONAME, DT_STRSZ, DT_STRTAB,
+    DT_SYMTAB, DT_TEXTREL, DT_VERDEF, DT_VERDEFNUM, DT_VERNEED, DT_VERNEEDNUM,
 };
 
 use super::{ElfImage, PT_DYNAMIC};
@@ -68,6 +69,27 @@ pub struct DynamicInfo {
     /// DT_VERNEED (virtual address) and DT_VERNEEDNUM.
     pub verneed: Option<u64>,
     pub verneednum: u64,
+    /// The symbol, hash and relocation tables (for the unique-symbol model).
+    #[serde(skip)]
+    pub tables: TableTags,
+}
+
+/// The dynamic tags locating an object's symbol, hash and relocation tables (virtual
+/// addresses and sizes; last value wins, as for the other tags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableTags {
+    pub symtab: Option<u64>,
+    pub hash: Option<u64>,
+    pub gnu_hash: Option<u64>,
+    pub rela: Option<u64>,
+    pub relasz: Option<u64>,
+    pub rel: Option<u64>,
+    pub relsz: Option<u64>,
+    pub pltrel: Option<u64>,
+    pub jmprel: Option<u64>,
+    pub pltrelsz: Option<u64>,
+    pub relacount: Option<u64>,
+    pub relcount: Option<u64>,
 }
 
 /// The file offset of virtual address `vaddr`, if a PT_LOAD maps it from the file
@@ -147,6 +169,18 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
             DT_VERDEFNUM => info.verdefnum = val,
             DT_VERNEED => info.verneed = Some(val),
             DT_VERNEEDNUM => info.verneednum = val,
+            DT_SYMTAB => info.tables.symtab = Some(val),
+            DT_HASH => info.tables.hash = Some(val),
+            DT_GNU_HASH => info.tables.gnu_hash = Some(val),
+            DT_RELA => info.tables.rela = Some(val),
+            DT_RELASZ => info.tables.relasz = Some(val),
+            DT_REL => info.tables.rel = Some(val),
+            DT_RELSZ => info.tables.relsz = Some(val),
+            DT_PLTREL => info.tables.pltrel = Some(val),
+            DT_JMPREL => info.tables.jmprel = Some(val),
+            DT_PLTRELSZ => info.tables.pltrelsz = Some(val),
+            DT_RELACOUNT => info.tables.relacount = Some(val),
+            DT_RELCOUNT => info.tables.relcount = Some(val),
             _ => {}
         }
     }
@@ -162,7 +196,8 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
     if strings.is_empty() {
         return Ok(Some(info));
     }
-    let strtab = StrTab::new(img, &info)?;
+    let mut strtab = StrTab::new(img, &info)?;
+    strtab.prefetch(strings.iter().map(|&(_, off)| off));
     for (tag, off) in strings {
         let s = strtab.get(off, tag)?;
         match tag {
@@ -185,6 +220,8 @@ struct StrTab<'a> {
     /// Bytes from there to the end of the table: DT_STRSZ if it fits in the file, else to
     /// the end of the file.
     len: u64,
+    /// Bytes of the table read ahead: (offset in the table, bytes).
+    ahead: Option<(u64, Vec<u8>)>,
 }
 
 impl<'a> StrTab<'a> {
@@ -220,7 +257,23 @@ impl<'a> StrTab<'a> {
             img,
             start: off,
             len,
+            ahead: None,
         })
+    }
+
+    /// Read the part of the table holding the strings at `offsets` at once, if they are
+    /// close together (the usual case: a few names in a table of up to megabytes).
+    fn prefetch(&mut self, offsets: impl Iterator<Item = u64>) {
+        const MAX_SPAN: u64 = 16 * 1024;
+        const TAIL: u64 = 256;
+        let (lo, hi) = offsets.fold((u64::MAX, 0), |(lo, hi), o| (lo.min(o), hi.max(o)));
+        if lo >= self.len || hi - lo > MAX_SPAN {
+            return;
+        }
+        let end = hi.saturating_add(TAIL).min(self.len);
+        if let Some(b) = self.img.read(self.start + lo, end - lo) {
+            self.ahead = Some((lo, b.into_owned()));
+        }
     }
 
     fn get(&self, off: u64, tag: u64) -> Result<String> {
@@ -235,19 +288,27 @@ impl<'a> StrTab<'a> {
         if off >= self.len {
             return Err(outside());
         }
-        let bytes = self
-            .img
-            .cstr_at(self.start + off, self.len - off)
-            .map_err(|no_nul| {
-                if no_nul {
-                    Error::bad_elf(
-                        path,
-                        format!("{name} string at offset {off:#x} has no terminating NUL"),
-                    )
-                } else {
-                    outside()
-                }
-            })?;
+        let early = self.ahead.as_ref().and_then(|(lo, b)| {
+            let tail = b.get(usize::try_from(off.checked_sub(*lo)?).ok()?..)?;
+            let n = tail.iter().position(|&c| c == 0)?;
+            Some(tail[..n].to_vec())
+        });
+        let bytes = match early {
+            Some(b) => b,
+            None => self
+                .img
+                .cstr_at(self.start + off, self.len - off)
+                .map_err(|no_nul| {
+                    if no_nul {
+                        Error::bad_elf(
+                            path,
+                            format!("{name} string at offset {off:#x} has no terminating NUL"),
+                        )
+                    } else {
+                        outside()
+                    }
+                })?,
+        };
         String::from_utf8(bytes).map_err(|_| {
             Error::bad_elf(
                 path,

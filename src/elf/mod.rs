@@ -42,9 +42,13 @@ impl Abi {
     }
 }
 
-/// How many bytes of a file are read when it is opened: the ELF header and program
-/// headers (the rest of a file is read where needed).
-const HEAD_BYTES: u64 = 2048;
+/// How many bytes of a file are read when it is opened: the ELF header and, nearly always,
+/// the program headers (the rest of a file is read where needed). Read into the stack: a
+/// kept buffer per file would be fresh memory, and each fresh page costs a fault.
+const HEAD_BYTES: usize = 1024;
+
+/// The size of the ELF header of a 64-bit file (the larger class).
+const EHDR_BYTES: usize = 64;
 
 /// An ELF file opened for planning: its first bytes, header and program headers, and the
 /// open file for reading further ranges.
@@ -54,8 +58,9 @@ pub struct ElfImage {
     file: File,
     /// The file's length (from the `fstat` at open).
     len: u64,
-    /// The first `min(len, HEAD_BYTES)` bytes.
-    head: Vec<u8>,
+    /// The file's first `min(len, 64)` bytes: the ELF header.
+    ehdr: [u8; EHDR_BYTES],
+    ehdr_len: usize,
     pub header: Header,
     pub phdrs: Vec<ProgramHeader>,
     pub ctx: Ctx,
@@ -91,13 +96,21 @@ impl ElfImage {
             return Err(bad(path, "is not a regular file"));
         }
         let len = meta.len();
-        let head = read_range(&file, 0, len.min(HEAD_BYTES)).map_err(|e| Error::io(path, e))?;
-        let (header, phdrs, ctx) = parse_headers(path, &file, len, &head)?;
+        let mut buf = [0u8; HEAD_BYTES];
+        let n = usize::try_from(len).map_or(HEAD_BYTES, |l| l.min(HEAD_BYTES));
+        file.read_exact_at(&mut buf[..n], 0)
+            .map_err(|e| Error::io(path, e))?;
+        let head = &buf[..n];
+        let (header, phdrs, ctx) = parse_headers(path, &file, len, head)?;
+        let mut ehdr = [0u8; EHDR_BYTES];
+        let ehdr_len = n.min(EHDR_BYTES);
+        ehdr[..ehdr_len].copy_from_slice(&head[..ehdr_len]);
         Ok(ElfImage {
             path: path.to_path_buf(),
             file,
             len,
-            head,
+            ehdr,
+            ehdr_len,
             header,
             phdrs,
             ctx,
@@ -115,19 +128,15 @@ impl ElfImage {
         self.len == 0
     }
 
-    /// The file's first bytes (the ELF header is among them).
+    /// The file's first bytes, up to 64: the ELF header.
     pub fn head(&self) -> &[u8] {
-        &self.head
+        &self.ehdr[..self.ehdr_len]
     }
 
-    /// Bytes `[off, off+len)` of the file, if they are all there: borrowed from the first
-    /// bytes read at open, else read now. `None` past the end of the file or on a read
-    /// error (both mean "not there" to a loader).
+    /// Bytes `[off, off+len)` of the file, if they are all there. `None` past the end of
+    /// the file or on a read error (both mean "not there" to a loader).
     pub fn read(&self, off: u64, len: u64) -> Option<Cow<'_, [u8]>> {
-        let end = off.checked_add(len).filter(|&e| e <= self.len)?;
-        if end <= self.head.len() as u64 {
-            return Some(Cow::Borrowed(&self.head[off as usize..end as usize]));
-        }
+        off.checked_add(len).filter(|&e| e <= self.len)?;
         read_range(&self.file, off, len).ok().map(Cow::Owned)
     }
 
@@ -139,6 +148,24 @@ impl ElfImage {
         buf.resize(n, 0);
         self.file.read_exact_at(&mut buf[..n], off).ok()?;
         Some(&buf[..n])
+    }
+
+    /// Bytes from `off` up to `max` of them, fewer at the end of the file, as a read-only
+    /// private mapping of the file (memmap2): for large tables read densely, where the
+    /// page cache's pages are mapped 16 at a time on a fault, instead of being copied into
+    /// fresh memory that faults page by page.
+    pub fn map_upto(&self, off: u64, max: u64) -> Option<memmap2::Mmap> {
+        let len = usize::try_from(max.min(self.len.checked_sub(off)?)).ok()?;
+        // SAFETY: memmap2's map is unsafe because another process could change the file
+        // while it is mapped; the bytes are treated as untrusted input, and a truncation
+        // under us is the same risk every loader takes.
+        unsafe {
+            memmap2::MmapOptions::new()
+                .offset(off)
+                .len(len)
+                .map(&self.file)
+        }
+        .ok()
     }
 
     /// Bytes from `off` up to `max` of them, fewer at the end of the file.
@@ -218,7 +245,7 @@ impl<'a> FileWindow<'a> {
         FileWindow {
             img,
             start: 0,
-            buf: Cow::Borrowed(img.head()),
+            buf: Cow::Borrowed(&[]),
         }
     }
 

@@ -1506,10 +1506,11 @@ impl Rtld<'_> {
         let n = self.graph.objects.len();
         let scope: Vec<Option<unique::DynSyms>> = (0..n)
             .map(|i| {
-                self.objs[i]
-                    .img
-                    .as_ref()
-                    .and_then(|img| unique::DynSyms::new(img, i == 0))
+                let o = &self.objs[i];
+                match (&o.img, &o.dynamic) {
+                    (Some(img), Some(d)) => unique::DynSyms::new(img, d, i == 0),
+                    _ => None,
+                }
             })
             .collect();
         let relocated: Vec<(usize, bool)> = order

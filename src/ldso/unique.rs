@@ -21,24 +21,10 @@ use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::elf::dynamic::vaddr_to_offset;
-use crate::elf::{ElfImage, FileWindow, PT_DYNAMIC};
+use crate::elf::dynamic::{vaddr_to_offset, DynamicInfo};
+use crate::elf::{ElfImage, FileWindow};
 
-const DT_NULL: u64 = 0;
-const DT_PLTRELSZ: u64 = 2;
-const DT_HASH: u64 = 4;
-const DT_STRTAB: u64 = 5;
-const DT_SYMTAB: u64 = 6;
 const DT_RELA: u64 = 7;
-const DT_RELASZ: u64 = 8;
-const DT_STRSZ: u64 = 10;
-const DT_REL: u64 = 17;
-const DT_RELSZ: u64 = 18;
-const DT_PLTREL: u64 = 20;
-const DT_JMPREL: u64 = 23;
-const DT_GNU_HASH: u64 = 0x6fff_fef5;
-const DT_RELACOUNT: u64 = 0x6fff_fff9;
-const DT_RELCOUNT: u64 = 0x6fff_fffa;
 
 /// A small multiplicative hasher for symbol-name sets (names are short and trusted to be
 /// distributed well enough; SipHash's DoS resistance is not needed here).
@@ -124,16 +110,41 @@ struct GnuHash {
 /// A range of the file read into memory, addressed by file offset.
 struct Table<'a> {
     start: u64,
-    bytes: Cow<'a, [u8]>,
+    bytes: Bytes<'a>,
+}
+
+/// A table's bytes: read, or for large tables mapped ([`ElfImage::map_upto`]).
+enum Bytes<'a> {
+    Read(Cow<'a, [u8]>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Bytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Read(c) => c,
+            Bytes::Mapped(m) => m,
+        }
+    }
 }
 
 impl<'a> Table<'a> {
+    /// From this size on a table is mapped rather than read.
+    const MAP_FROM: u64 = 64 * 1024;
+
     /// Bytes `[start, start+len)` of `img`, cut at the end of the file (empty past it).
     fn read(img: &'a ElfImage, start: u64, len: u64) -> Table<'a> {
-        Table {
-            start,
-            bytes: img.read_upto(start, len).unwrap_or(Cow::Borrowed(&[])),
-        }
+        let avail = img.len().saturating_sub(start).min(len);
+        let bytes = if avail >= Self::MAP_FROM {
+            img.map_upto(start, avail).map(Bytes::Mapped)
+        } else {
+            None
+        };
+        let bytes = bytes.unwrap_or_else(|| {
+            Bytes::Read(img.read_upto(start, len).unwrap_or(Cow::Borrowed(&[])))
+        });
+        Table { start, bytes }
     }
 
     fn rd<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
@@ -170,8 +181,9 @@ pub struct DynSyms<'a> {
     strtab_at: (u64, u64),
     strtab: OnceCell<Table<'a>>,
     gnu: Option<GnuHash>,
-    /// The GNU hash table's Bloom filter and buckets.
-    gnu_head: Option<Table<'a>>,
+    /// The GNU hash table's Bloom filter (read at once), and its buckets once read.
+    gnu_bloom: Option<Table<'a>>,
+    gnu_buckets: OnceCell<Table<'a>>,
     /// The GNU hash chains once read.
     gnu_chain: OnceCell<Table<'a>>,
     /// DT_HASH: (nbucket, bucket array offset, chain array offset) and the table.
@@ -212,39 +224,22 @@ fn dl_elf_hash(s: &[u8]) -> u32 {
 }
 
 impl<'a> DynSyms<'a> {
-    /// Read the dynamic tags and hash-table heads of `img`; `None` if it has no symbol
-    /// table (nothing to look up).
-    pub fn new(img: &'a ElfImage, is_executable: bool) -> Option<DynSyms<'a>> {
+    /// Read the hash-table heads of `img`, whose dynamic section is `dynamic`; `None` if
+    /// it has no symbol table (nothing to look up).
+    pub fn new(
+        img: &'a ElfImage,
+        dynamic: &DynamicInfo,
+        is_executable: bool,
+    ) -> Option<DynSyms<'a>> {
         let is64 = img.is_64();
-        let ph = img.phdr(PT_DYNAMIC)?;
-        let dynamic = img.read(ph.p_offset, ph.p_filesz)?;
-        let entsize = if is64 { 16 } else { 8 };
-        let mut tags: Vec<(u64, u64)> = Vec::new();
-        for e in dynamic.chunks_exact(entsize) {
-            let (t, v) = if is64 {
-                (
-                    u64::from_le_bytes(e[0..8].try_into().ok()?),
-                    u64::from_le_bytes(e[8..16].try_into().ok()?),
-                )
-            } else {
-                (
-                    u64::from(u32::from_le_bytes(e[0..4].try_into().ok()?)),
-                    u64::from(u32::from_le_bytes(e[4..8].try_into().ok()?)),
-                )
-            };
-            if t == DT_NULL {
-                break;
-            }
-            tags.push((t, v));
-        }
-        let get = |tag: u64| tags.iter().rev().find(|(t, _)| *t == tag).map(|(_, v)| *v);
-        let off = |tag: u64| get(tag).and_then(|v| vaddr_to_offset(img, v));
-        let symtab_off = off(DT_SYMTAB)?;
-        let strtab = off(DT_STRTAB)?;
-        let strsz = get(DT_STRSZ).unwrap_or(0);
+        let t = &dynamic.tables;
+        let off = |v: Option<u64>| v.and_then(|v| vaddr_to_offset(img, v));
+        let symtab_off = off(t.symtab)?;
+        let strtab = off((dynamic.strtab != 0).then_some(dynamic.strtab))?;
+        let strsz = dynamic.strsz;
         let word = if is64 { 8 } else { 4 };
-        let mut gnu_head = None;
-        let gnu = off(DT_GNU_HASH).and_then(|h| {
+        let mut gnu_bloom = None;
+        let gnu = off(t.gnu_hash).and_then(|h| {
             let head = img.read(h, 16)?;
             let w = |i: usize| u32::from_le_bytes(head[4 * i..4 * i + 4].try_into().unwrap());
             let (nbuckets, symoffset, bloom_size, bloom_shift) = (w(0), w(1), w(2), w(3));
@@ -254,7 +249,7 @@ impl<'a> DynSyms<'a> {
             if !(nbuckets > 0 && bloom_size.is_power_of_two()) {
                 return None;
             }
-            gnu_head = Some(Table::read(img, bloom, chain - bloom));
+            gnu_bloom = Some(Table::read(img, bloom, buckets - bloom));
             Some(GnuHash {
                 nbuckets,
                 symoffset,
@@ -265,7 +260,7 @@ impl<'a> DynSyms<'a> {
                 chain,
             })
         });
-        let sysv = off(DT_HASH).and_then(|h| {
+        let sysv = off(t.hash).and_then(|h| {
             let head = img.read(h, 8)?;
             let nbucket = u32::from_le_bytes(head[0..4].try_into().unwrap());
             let nchain = u32::from_le_bytes(head[4..8].try_into().unwrap());
@@ -273,25 +268,24 @@ impl<'a> DynSyms<'a> {
         });
         let nsyms = match (&gnu, &sysv) {
             (_, Some((_, _, _, nchain))) => u64::from(*nchain),
-            (Some(g), None) => gnu_head
-                .as_ref()
-                .and_then(|t| gnu_nsyms(img, t, g))
-                .unwrap_or(0),
+            (Some(g), None) => gnu_nsyms(img, g).unwrap_or(0),
             _ => 0,
         };
+        // do_lookup_x() uses DT_GNU_HASH when there is one.
+        let sysv = if gnu.is_some() { None } else { sysv };
         let sysv_table = sysv.map(|(nbucket, b, _, nchain)| {
             Table::read(img, b, (u64::from(nbucket) + u64::from(nchain)) * 4)
         });
-        let rela = get(DT_RELA).is_some() || get(DT_PLTREL) == Some(DT_RELA);
+        let rela = t.rela.is_some() || t.pltrel == Some(DT_RELA);
         let rel = if rela {
-            off(DT_RELA).map(|o| (o, get(DT_RELASZ).unwrap_or(0)))
+            off(t.rela).map(|o| (o, t.relasz.unwrap_or(0)))
         } else {
-            off(DT_REL).map(|o| (o, get(DT_RELSZ).unwrap_or(0)))
+            off(t.rel).map(|o| (o, t.relsz.unwrap_or(0)))
         };
-        let rel_vaddr = if rela { get(DT_RELA) } else { get(DT_REL) };
-        let jmprel_vaddr = get(DT_JMPREL);
-        let pltrelsz = get(DT_PLTRELSZ).unwrap_or(0);
-        let jmprel = off(DT_JMPREL).map(|o| (o, pltrelsz));
+        let rel_vaddr = if rela { t.rela } else { t.rel };
+        let jmprel_vaddr = t.jmprel;
+        let pltrelsz = t.pltrelsz.unwrap_or(0);
+        let jmprel = off(t.jmprel).map(|o| (o, pltrelsz));
         // elf/do-rel.h: a DT_JMPREL range at the end of DT_RELA is not relocated twice.
         let rel = match (rel, rel_vaddr, jmprel_vaddr) {
             (Some((o, sz)), Some(rv), Some(jv)) if rv + sz == jv + pltrelsz && sz >= pltrelsz => {
@@ -299,7 +293,7 @@ impl<'a> DynSyms<'a> {
             }
             (r, _, _) => r,
         };
-        let nrelative = get(if rela { DT_RELACOUNT } else { DT_RELCOUNT }).unwrap_or(0);
+        let nrelative = if rela { t.relacount } else { t.relcount }.unwrap_or(0);
         Some(DynSyms {
             img,
             nrelative,
@@ -309,7 +303,8 @@ impl<'a> DynSyms<'a> {
             strtab_at: (strtab, strsz),
             strtab: OnceCell::new(),
             gnu,
-            gnu_head,
+            gnu_bloom,
+            gnu_buckets: OnceCell::new(),
             gnu_chain: OnceCell::new(),
             sysv: sysv.map(|(n, b, c, _)| (n, b, c)),
             sysv_table,
@@ -337,6 +332,8 @@ impl<'a> DynSyms<'a> {
             Table::read(self.img, self.symtab_off, len)
         });
         if let Some(g) = &self.gnu {
+            self.gnu_buckets
+                .get_or_init(|| Table::read(self.img, g.buckets, u64::from(g.nbuckets) * 4));
             self.gnu_chain.get_or_init(|| {
                 let n = self.nsyms.saturating_sub(u64::from(g.symoffset));
                 Table::read(self.img, g.chain, n.saturating_mul(4))
@@ -405,30 +402,35 @@ impl<'a> DynSyms<'a> {
         // Only st_info and st_shndx are looked at before a match.
         let esz = self.sym_size();
         let (info_at, shndx_at) = if self.is64 { (4, 6) } else { (12, 14) };
-        const CHUNK: u64 = 1024;
         let mut found: Vec<u64> = Vec::new();
-        let mut idx = first;
-        while idx < self.nsyms {
-            let n = (self.nsyms - idx).min(CHUNK);
-            let Some(off) = idx
-                .checked_mul(esz)
-                .and_then(|x| x.checked_add(self.symtab_off))
-            else {
-                break;
-            };
-            let Some(chunk) = self.img.read_into(off, n * esz, buf) else {
-                break;
-            };
+        let mut scan = |idx0: u64, chunk: &[u8]| {
             for (k, e) in chunk.chunks_exact(esz as usize).enumerate() {
                 let shndx = u16::from_le_bytes([e[shndx_at], e[shndx_at + 1]]);
                 if e[info_at] >> 4 == STB_GNU_UNIQUE && shndx != SHN_UNDEF {
-                    found.push(idx + k as u64);
+                    found.push(idx0 + k as u64);
                 }
             }
-            if (chunk.len() as u64) < n * esz {
+        };
+        let Some(start) = first
+            .checked_mul(esz)
+            .and_then(|x| x.checked_add(self.symtab_off))
+        else {
+            return;
+        };
+        let len = self.nsyms.saturating_sub(first).saturating_mul(esz);
+        // Read through the reused buffer, a whole number of entries at a time.
+        const CHUNK: u64 = 2730;
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK * esz);
+            let Some(chunk) = self.img.read_into(start + done, n, buf) else {
+                break;
+            };
+            scan(first + done / esz, chunk);
+            if (chunk.len() as u64) < n {
                 break;
             }
-            idx += n;
+            done += n;
         }
         if found.len() > 16 {
             self.load_all();
@@ -460,7 +462,7 @@ impl<'a> DynSyms<'a> {
         let word = if self.is64 { 64 } else { 32 };
         let wbytes = u64::from(word / 8);
         let bi = u64::from((gnu_hash / word) & (g.bloom_size - 1));
-        let head = self.gnu_head.as_ref()?;
+        let head = self.gnu_bloom.as_ref()?;
         let bw = if self.is64 {
             head.r64(g.bloom + bi * wbytes)?
         } else {
@@ -477,10 +479,11 @@ impl<'a> DynSyms<'a> {
             if !self.bloom_may_contain(g, gnu_hash)? {
                 return None;
             }
-            let bucket = self
-                .gnu_head
-                .as_ref()?
-                .r32(g.buckets + u64::from(gnu_hash % g.nbuckets) * 4)?;
+            let at = g.buckets + u64::from(gnu_hash % g.nbuckets) * 4;
+            let bucket = match self.gnu_buckets.get() {
+                Some(t) => t.r32(at)?,
+                None => u32::from_le_bytes(self.img.read(at, 4)?[..].try_into().ok()?),
+            };
             if bucket == 0 || bucket < g.symoffset {
                 return None;
             }
@@ -622,7 +625,8 @@ struct HashFilter {
 }
 
 impl HashFilter {
-    const BITS: u32 = 20;
+    /// 2 KiB of bits: a few hundred names leave most of them clear.
+    const BITS: u32 = 14;
 
     fn new<'n>(names: impl Iterator<Item = &'n [u8]>) -> HashFilter {
         let mut bits = vec![0u64; 1 << (Self::BITS - 6)];
@@ -639,13 +643,13 @@ impl HashFilter {
     }
 }
 
-/// The number of symbols from a GNU hash table: the end of the chain of the highest bucket
-/// (`head` holds the Bloom filter and the buckets; the chain is read from the file).
-fn gnu_nsyms(img: &ElfImage, head: &Table, g: &GnuHash) -> Option<u64> {
-    let mut max = 0u32;
-    for b in 0..u64::from(g.nbuckets) {
-        max = max.max(head.r32(g.buckets + b * 4)?);
-    }
+/// The number of symbols from a GNU hash table: the end of the chain of the highest bucket.
+fn gnu_nsyms(img: &ElfImage, g: &GnuHash) -> Option<u64> {
+    let buckets = img.read(g.buckets, u64::from(g.nbuckets) * 4)?;
+    let max = buckets
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        .max()?;
     if max < g.symoffset {
         return Some(u64::from(g.symoffset));
     }

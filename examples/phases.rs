@@ -1,0 +1,58 @@
+//! Profiling aid: time the planning phases in-process, `N` times each.
+use std::time::Instant;
+fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let n: u32 = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let what = std::env::var("WHAT").unwrap_or_default();
+    let machine = elfmap::kernel::machine::MachineParams::detect();
+    let target = elfmap::plan::Target::resolve(&args[0], &args[1..]).unwrap();
+    let mut cfg = elfmap::plan::Config {
+        stage: elfmap::plan::Stage::Loaded,
+        no_aslr: true,
+        layout: None,
+        addr_limit_3gb: false,
+        rlimit_stack: None,
+        seed: None,
+        root: None,
+        env: None,
+    };
+    let t = Instant::now();
+    for i in 0..n {
+        let ti = Instant::now();
+        match what.as_str() {
+            "detect" => {
+                std::hint::black_box(elfmap::kernel::machine::MachineParams::detect());
+            }
+            "deps" => {
+                std::hint::black_box(elfmap::plan::dependencies(&target, &cfg, &machine).unwrap());
+            }
+            "exec" => {
+                cfg.stage = elfmap::plan::Stage::Exec;
+                std::hint::black_box(elfmap::plan::plan(&target, &cfg, &machine).unwrap());
+            }
+            "render" => {
+                let p = elfmap::plan::plan(&target, &cfg, &machine).unwrap();
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    std::hint::black_box(elfmap::maps::render(&p.mm));
+                    eprintln!("render {:?}", t.elapsed());
+                }
+                let t = Instant::now();
+                for _ in 0..1000 {
+                    std::hint::black_box(elfmap::maps::render(&p.mm));
+                }
+                eprintln!("render steady {:?}", t.elapsed() / 1000);
+            }
+            _ => {
+                std::hint::black_box(elfmap::plan::plan(&target, &cfg, &machine).unwrap());
+            }
+        }
+        if i < 3 {
+            eprintln!("iteration {i}: {:?}", ti.elapsed());
+        }
+    }
+    eprintln!("{what}: {:?} per call", t.elapsed() / n);
+}
