@@ -212,7 +212,8 @@ pub fn run() -> Result<ExitCode, CliError> {
     let cli = Cli::parse();
     let machine = MachineParams::detect();
     let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // One write for the whole output, not one per line (stdout is line-buffered).
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     match cli.cmd {
         Cmd::Plan(a) => {
             let target = Target::resolve(&a.common.program, &a.common.args)?;

@@ -235,17 +235,26 @@ impl ElfImage {
 pub struct FileWindow<'a> {
     img: &'a ElfImage,
     start: u64,
+    size: u64,
     buf: Cow<'a, [u8]>,
 }
 
 impl<'a> FileWindow<'a> {
-    const SIZE: u64 = 4096;
-
-    pub fn new(img: &'a ElfImage) -> FileWindow<'a> {
+    /// A window of `size` bytes (at least the largest access), read at the first access.
+    pub fn new(img: &'a ElfImage, size: u64) -> FileWindow<'a> {
         FileWindow {
             img,
             start: 0,
+            size: size.max(8),
             buf: Cow::Borrowed(&[]),
+        }
+    }
+
+    /// Start the window at `off` now (for tables known to lie close after it).
+    pub fn prefetch(&mut self, off: u64) {
+        if let Some(buf) = self.img.read_upto(off, self.size) {
+            self.start = off;
+            self.buf = buf;
         }
     }
 
@@ -253,7 +262,7 @@ impl<'a> FileWindow<'a> {
     pub fn bytes<const N: usize>(&mut self, off: u64) -> Option<[u8; N]> {
         let end = off.checked_add(N as u64)?;
         if off < self.start || end > self.start + self.buf.len() as u64 {
-            let buf = self.img.read_upto(off, Self::SIZE.max(N as u64))?;
+            let buf = self.img.read_upto(off, self.size.max(N as u64))?;
             self.start = off;
             self.buf = buf;
         }

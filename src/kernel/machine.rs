@@ -56,8 +56,25 @@ pub struct MachineParams {
     pub env: Vec<OsString>,
 }
 
+/// A small /proc file: one `open` and `read`s into a stack buffer (no `statx` for a size
+/// hint, which /proc files do not give anyway).
+fn read_small(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf[..n].to_vec()).ok()
+}
+
 fn read_num(path: &str) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_small(path)?.trim().parse().ok()
 }
 
 impl MachineParams {
@@ -74,8 +91,7 @@ impl MachineParams {
         // personality(0xffffffff) queries without changing.
         // SAFETY: the query form of personality(2) has no effect on the process.
         let personality = unsafe { libc::personality(0xffff_ffff) } as u32;
-        let guard_pages = fs::read_to_string("/proc/cmdline")
-            .ok()
+        let guard_pages = read_small("/proc/cmdline")
             .and_then(|c| {
                 c.split_whitespace().find_map(|w| {
                     w.strip_prefix("stack_guard_gap=")

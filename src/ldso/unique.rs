@@ -240,16 +240,30 @@ impl<'a> DynSyms<'a> {
         let word = if is64 { 8 } else { 4 };
         let mut gnu_bloom = None;
         let gnu = off(t.gnu_hash).and_then(|h| {
-            let head = img.read(h, 16)?;
-            let w = |i: usize| u32::from_le_bytes(head[4 * i..4 * i + 4].try_into().unwrap());
-            let (nbuckets, symoffset, bloom_size, bloom_shift) = (w(0), w(1), w(2), w(3));
+            // The header and, in one read when it is small, the Bloom filter after it.
+            const AHEAD: u64 = 2048;
+            let first = img.read_upto(h, 16 + AHEAD)?;
+            let w = |i: usize| -> Option<u32> {
+                Some(u32::from_le_bytes(
+                    first.get(4 * i..4 * i + 4)?.try_into().ok()?,
+                ))
+            };
+            let (nbuckets, symoffset, bloom_size, bloom_shift) = (w(0)?, w(1)?, w(2)?, w(3)?);
             let bloom = h + 16;
             let buckets = bloom + u64::from(bloom_size) * word;
             let chain = buckets + u64::from(nbuckets) * 4;
             if !(nbuckets > 0 && bloom_size.is_power_of_two()) {
                 return None;
             }
-            gnu_bloom = Some(Table::read(img, bloom, buckets - bloom));
+            let bloom_len = buckets - bloom;
+            gnu_bloom = Some(if 16 + bloom_len <= first.len() as u64 {
+                Table {
+                    start: bloom,
+                    bytes: Bytes::Read(Cow::Owned(first[16..16 + bloom_len as usize].to_vec())),
+                }
+            } else {
+                Table::read(img, bloom, bloom_len)
+            });
             Some(GnuHash {
                 nbuckets,
                 symoffset,
@@ -402,12 +416,14 @@ impl<'a> DynSyms<'a> {
         // Only st_info and st_shndx are looked at before a match.
         let esz = self.sym_size();
         let (info_at, shndx_at) = if self.is64 { (4, 6) } else { (12, 14) };
-        let mut found: Vec<u64> = Vec::new();
-        let mut scan = |idx0: u64, chunk: &[u8]| {
-            for (k, e) in chunk.chunks_exact(esz as usize).enumerate() {
+        // st_name (the first word in both classes) of each unique definition.
+        let mut found: Vec<u32> = Vec::new();
+        let mut scan = |chunk: &[u8]| {
+            for e in chunk.chunks_exact(esz as usize) {
                 let shndx = u16::from_le_bytes([e[shndx_at], e[shndx_at + 1]]);
                 if e[info_at] >> 4 == STB_GNU_UNIQUE && shndx != SHN_UNDEF {
-                    found.push(idx0 + k as u64);
+                    let st_name = u32::from_le_bytes(e[0..4].try_into().unwrap());
+                    found.push(st_name);
                 }
             }
         };
@@ -426,7 +442,7 @@ impl<'a> DynSyms<'a> {
             let Some(chunk) = self.img.read_into(start + done, n, buf) else {
                 break;
             };
-            scan(first + done / esz, chunk);
+            scan(chunk);
             if (chunk.len() as u64) < n {
                 break;
             }
@@ -435,8 +451,8 @@ impl<'a> DynSyms<'a> {
         if found.len() > 16 {
             self.load_all();
         }
-        for i in found {
-            if let Some(n) = self.sym(i).and_then(|s| self.name(s.st_name)) {
+        for st_name in found {
+            if let Some(n) = self.name(st_name) {
                 out.insert(n.into_owned().into_boxed_slice());
             }
         }
@@ -494,7 +510,7 @@ impl<'a> DynSyms<'a> {
                 let h = match self.gnu_chain.get() {
                     Some(t) => t.r32(at)?,
                     None => window
-                        .get_or_insert_with(|| FileWindow::new(self.img))
+                        .get_or_insert_with(|| FileWindow::new(self.img, 64))
                         .u32_at(at)?,
                 };
                 if (h ^ gnu_hash) >> 1 == 0 {
@@ -653,7 +669,7 @@ fn gnu_nsyms(img: &ElfImage, g: &GnuHash) -> Option<u64> {
     if max < g.symoffset {
         return Some(u64::from(g.symoffset));
     }
-    let mut chain = FileWindow::new(img);
+    let mut chain = FileWindow::new(img, 256);
     let mut idx = u64::from(max);
     loop {
         let h = chain.u32_at(g.chain + (idx - u64::from(g.symoffset)) * 4)?;

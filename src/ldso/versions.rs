@@ -16,9 +16,15 @@ const MAX_ENTRIES: usize = 1 << 16;
 /// `ndx_high` of an object: the largest version index its DT_VERNEED and DT_VERDEF
 /// tables use, 0 if it has neither.
 pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
-    let mut bytes = FileWindow::new(img);
+    // GNU ld puts the two tables next to each other: one read usually holds both.
+    let mut bytes = FileWindow::new(img, 2048);
+    let need = dynamic.verneed.and_then(|v| vaddr_to_offset(img, v));
+    let def = dynamic.verdef.and_then(|v| vaddr_to_offset(img, v));
+    if let Some(first) = need.into_iter().chain(def).min() {
+        bytes.prefetch(first);
+    }
     let mut high = 0u32;
-    if let Some(off) = dynamic.verneed.and_then(|v| vaddr_to_offset(img, v)) {
+    if let Some(off) = need {
         // Elf*_Verneed: vn_version u16, vn_cnt u16, vn_file u32, vn_aux u32, vn_next u32.
         // Elf*_Vernaux: vna_hash u32, vna_flags u16, vna_other u16, vna_name u32,
         // vna_next u32. The same layout in both classes.
@@ -46,7 +52,7 @@ pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
             ent += u64::from(vn_next);
         }
     }
-    if let Some(off) = dynamic.verdef.and_then(|v| vaddr_to_offset(img, v)) {
+    if let Some(off) = def {
         // Elf*_Verdef: vd_version u16, vd_flags u16, vd_ndx u16, vd_cnt u16, vd_hash u32,
         // vd_aux u32, vd_next u32.
         let mut ent = off;
