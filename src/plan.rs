@@ -195,13 +195,13 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
                 let program = exec.program_image.clone();
-                let graph = crate::deps::resolve(
-                    &program,
-                    Path::new(&target.filename),
-                    &interp.requested,
-                    &env,
-                )?;
                 if flavor == crate::deps::Flavor::Musl {
+                    let graph = crate::deps::resolve(
+                        &program,
+                        Path::new(&target.filename),
+                        &interp.requested,
+                        &env,
+                    )?;
                     // musl: nothing changes between `_dl_debug_state()` and AT_ENTRY
                     // (constructors run later, from __libc_start_main).
                     let loaded = crate::ldso::musl::dls3(&exec, &graph, &env)?;
@@ -210,9 +210,31 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     } else {
                         loaded.at_entry()
                     };
+                    deps = Some(graph);
                 } else {
                     let opts = crate::ldso::RtldOptions::from_env(&req.envp);
-                    let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts)?;
+                    // The unique-symbol model reads every object's symbol table; a second
+                    // thread does it as the resolver reports the objects.
+                    let (graph, loaded) = std::thread::scope(|scope| {
+                        let (found_tx, found_rx) = std::sync::mpsc::channel();
+                        let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
+                        let lazy = opts.lazy;
+                        let prog = program.clone();
+                        scope.spawn(move || {
+                            let a = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
+                            let _ = ahead_tx.send(a);
+                        });
+                        let graph = crate::deps::resolve_reporting(
+                            &program,
+                            Path::new(&target.filename),
+                            &interp.requested,
+                            &env,
+                            found_tx,
+                        )?;
+                        let loaded =
+                            crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
+                        Ok::<_, crate::Error>((graph, loaded))
+                    })?;
                     // Entry: ld.so unmaps the cache; library constructors may then add
                     // mappings (a [heap] most often) that are not predicted.
                     mm = if config.stage == Stage::Loaded {
@@ -220,8 +242,8 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     } else {
                         loaded.at_entry()
                     };
+                    deps = Some(graph);
                 }
-                deps = Some(graph);
             } else if let Some(name) = crate::ldso::rtld_is_main_program(&exec, &target.argv) {
                 // glibc's ld.so run as a command: it maps the program itself.
                 let program = crate::elf::ElfImage::open(Path::new(&name))?;

@@ -287,3 +287,82 @@ fn entry_ls_heap_is_made_by_initializers() {
         "heap not at start_brk {start_brk}:\n{out}"
     );
 }
+
+/// The unique-symbol tables three ways: computed on the second thread while the resolver
+/// reports objects (what `plan` uses), computed afterwards from the load list, and from
+/// the full reference count without the early stop. C++ programs (apt, gdb) must need
+/// tables, C programs (ls) none; the maps themselves are checked by the plan-vs-run tests.
+#[test]
+fn loaded_unique_tables_ahead_equal_full_count() {
+    use elfmap::deps::{Flavor, LoaderEnv};
+    use elfmap::elf::ElfImage;
+    use elfmap::ldso::unique;
+    use std::sync::Arc;
+    let envp: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut s = k;
+            s.push("=");
+            s.push(v);
+            s
+        })
+        .collect();
+    let mut checked_cxx = 0;
+    for (p, cxx) in [
+        ("/usr/bin/apt", true),
+        ("/usr/bin/gdb", true),
+        ("/usr/bin/ls", false),
+    ] {
+        let path = Path::new(p);
+        if !path.exists() {
+            continue;
+        }
+        let program = Arc::new(ElfImage::open(path).unwrap());
+        let abi = elfmap::elf::check::check_program(&program).unwrap();
+        let interp = elfmap::elf::check::interp_path(&program).unwrap().unwrap();
+        let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let prog = program.clone();
+        let worker = std::thread::spawn(move || unique::unique_worker(rx, prog, true));
+        let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, tx).unwrap();
+        let ahead = worker.join().unwrap();
+        let inputs: Vec<_> = graph
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let img = if i == 0 {
+                    Some(program.clone())
+                } else {
+                    o.image.clone()
+                };
+                img.zip(o.dynamic.clone())
+            })
+            .collect();
+        let rtld = graph.interp_index.unwrap_or(usize::MAX);
+        let after = unique::unique_tables_of(&inputs, rtld, true);
+        let scope: Vec<_> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.as_ref()
+                    .and_then(|(img, d)| unique::DynSyms::new(img, d, i == 0))
+            })
+            .collect();
+        let relocated: Vec<(usize, bool)> = (0..inputs.len())
+            .filter(|&i| i != rtld)
+            .map(|i| {
+                let now = inputs[i].as_ref().is_some_and(|(_, d)| d.bind_now);
+                (i, !now)
+            })
+            .collect();
+        let full =
+            unique::unique_table_sizes(unique::count_unique_symbols(&scope, &relocated, None));
+        assert_eq!(ahead.tables, after, "{p}");
+        assert_eq!(after, full, "{p}");
+        assert_eq!(!full.is_empty(), cxx, "{p}: {full:?}");
+        if cxx {
+            checked_cxx += 1;
+        }
+    }
+    assert!(checked_cxx > 0, "no C++ program (apt, gdb) to check");
+}

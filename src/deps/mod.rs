@@ -233,7 +233,37 @@ pub fn resolve(
     env: &LoaderEnv,
 ) -> Result<DepGraph> {
     match env.flavor {
-        Flavor::Glibc => search::resolve_glibc(program, program_path_as_execed, interp, env),
+        Flavor::Glibc => search::resolve_glibc(program, program_path_as_execed, interp, env, None),
+        Flavor::Musl => musl::resolve_musl(program, program_path_as_execed, interp, env),
+    }
+}
+
+/// An object as the resolver enters it in the load list (glibc), for work that can start
+/// before the whole list is known (the unique-symbol model reads every object's symbols).
+#[derive(Clone, Debug)]
+pub struct ObjectFound {
+    /// Its index in [`DepGraph::objects`].
+    pub index: usize,
+    /// The file as opened (`None` for the program, which the caller opened).
+    pub image: Option<Arc<ElfImage>>,
+    pub dynamic: Option<DynamicInfo>,
+    /// Whether it is the dynamic loader.
+    pub is_rtld: bool,
+}
+
+/// [`resolve`] for glibc programs, reporting each object on `found` as it enters the load
+/// list; the sender is dropped when the list is complete.
+pub fn resolve_reporting(
+    program: &ElfImage,
+    program_path_as_execed: &Path,
+    interp: &Path,
+    env: &LoaderEnv,
+    found: std::sync::mpsc::Sender<ObjectFound>,
+) -> Result<DepGraph> {
+    match env.flavor {
+        Flavor::Glibc => {
+            search::resolve_glibc(program, program_path_as_execed, interp, env, Some(found))
+        }
         Flavor::Musl => musl::resolve_musl(program, program_path_as_execed, interp, env),
     }
 }

@@ -155,6 +155,8 @@ enum Found {
 
 pub(crate) struct Glibc<'e> {
     env: &'e LoaderEnv,
+    /// Where to report each object entered in the load list.
+    found: Option<std::sync::mpsc::Sender<super::ObjectFound>>,
     abi: Abi,
     fs: Fs<'e>,
     hw: LoaderHwcaps,
@@ -194,8 +196,10 @@ pub(crate) fn resolve_glibc(
     exec_path: &Path,
     interp: &Path,
     env: &LoaderEnv,
+    found: Option<std::sync::mpsc::Sender<super::ObjectFound>>,
 ) -> Result<DepGraph> {
     let mut g = Glibc::new(env);
+    g.found = found;
     g.setup_main(program, exec_path)?;
     g.setup_rtld(interp);
     g.dl_init_paths();
@@ -233,6 +237,7 @@ impl<'e> Glibc<'e> {
         };
         Glibc {
             env,
+            found: None,
             abi: env.abi,
             fs: Fs::new(env),
             hw,
@@ -292,7 +297,21 @@ impl<'e> Glibc<'e> {
             rpath: PathList::Unset,
             runpath: PathList::Unset,
         });
+        self.report(0);
         Ok(())
+    }
+
+    /// Tell the listener, if any, that object `i` entered the load list.
+    fn report(&self, i: usize) {
+        if let Some(tx) = &self.found {
+            let o = &self.objs[i].dep;
+            let _ = tx.send(super::ObjectFound {
+                index: i,
+                image: o.image.clone(),
+                dynamic: o.dynamic.clone(),
+                is_rtld: Some(i) == self.rtld_idx,
+            });
+        }
     }
 
     /// `GL(dl_rtld_map)`: named by the PT_INTERP string, plus its SONAME (dl_main adds it
@@ -906,6 +925,7 @@ impl<'e> Glibc<'e> {
         self.objs.push(o);
         let i = self.objs.len() - 1;
         self.rtld_idx = Some(i);
+        self.report(i);
         i
     }
 
@@ -997,6 +1017,7 @@ impl<'e> Glibc<'e> {
             rpath: PathList::Unset,
             runpath: PathList::Unset,
         });
+        self.report(idx);
         Ok(Mapped::Obj { idx })
     }
 
@@ -1113,7 +1134,8 @@ impl<'e> Glibc<'e> {
         Ok(())
     }
 
-    fn finish(self) -> DepGraph {
+    fn finish(mut self) -> DepGraph {
+        self.found = None;
         DepGraph {
             objects: self.objs.into_iter().map(|o| o.dep).collect(),
             missing: self.missing,

@@ -302,6 +302,9 @@ struct Rtld<'g> {
     invocation: Invocation,
     /// The path the program's file was opened at, when its image came from the kernel model.
     main_path: Option<PathBuf>,
+    /// The unique-symbol tables a second thread computed while the resolver ran
+    /// ([`unique::unique_worker`]); used only if computed from the same objects.
+    unique_ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
 }
 
 fn mm_err(path: &Path, e: MmError) -> Error {
@@ -315,6 +318,7 @@ pub fn dl_main(
     graph: &DepGraph,
     env: &LoaderEnv,
     opts: RtldOptions,
+    ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
 ) -> Result<Loaded> {
     let program_path = exec.program_file.path.clone();
     let interp = exec
@@ -327,7 +331,7 @@ pub fn dl_main(
         l_name: interp.requested.to_string_lossy().into_owned(),
         libname: interp.requested.to_string_lossy().into_owned(),
     };
-    dl_main_common(exec, graph, env, opts, rtld, Invocation::Kernel)
+    dl_main_common(exec, graph, env, opts, rtld, Invocation::Kernel, ahead)
 }
 
 /// Models `dl_main()` when ld.so itself was exec'd with the program's name as its first
@@ -407,6 +411,7 @@ pub fn dl_main_rtld_is_main(
         Invocation::RtldIsMain {
             program_name: program_name.to_string(),
         },
+        None,
     )
 }
 
@@ -451,6 +456,7 @@ fn dl_main_common(
     opts: RtldOptions,
     rtld_start: RtldStart,
     invocation: Invocation,
+    ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
 ) -> Result<Loaded> {
     let program_path = exec.program_file.path.clone();
     if let Some(m) = graph.missing.first() {
@@ -610,7 +616,9 @@ fn dl_main_common(
         opts,
         invocation,
         main_path: None,
+        unique_ahead: None,
     };
+    rt.unique_ahead = ahead;
     rt.run(exec)?;
     Ok(rt.finish())
 }
@@ -1478,7 +1486,7 @@ impl Rtld<'_> {
         // The unique-symbol tables are allocated during the first lookups; nothing else
         // allocates in this loop, so they can be allocated up front.
         let mut old = None;
-        for size in self.unique_tables(&order) {
+        for size in self.unique_tables() {
             let t = self.malloc(
                 size * self.sizes.unique_sym,
                 format!("unique symbol table ({size} entries)"),
@@ -1501,26 +1509,29 @@ impl Rtld<'_> {
     }
 
     /// The unique-symbol tables the start-up relocations make ld.so allocate
-    /// ([`unique::unique_tables`]); the global scope is the load list.
-    fn unique_tables(&self, order: &[usize]) -> Vec<u64> {
+    /// ([`unique::unique_tables_of`]); the global scope is the load list, every object but
+    /// ld.so is relocated.
+    fn unique_tables(&mut self) -> Vec<u64> {
         let n = self.graph.objects.len();
-        let scope: Vec<Option<unique::DynSyms>> = (0..n)
+        let inputs: Vec<Option<(Arc<ElfImage>, DynamicInfo)>> = (0..n)
             .map(|i| {
                 let o = &self.objs[i];
-                match (&o.img, &o.dynamic) {
-                    (Some(img), Some(d)) => unique::DynSyms::new(img, d, i == 0),
-                    _ => None,
-                }
+                o.img.clone().zip(o.dynamic.clone())
             })
             .collect();
-        let relocated: Vec<(usize, bool)> = order
-            .iter()
-            .map(|&i| {
-                let bind_now = self.objs[i].dynamic.as_ref().is_some_and(|d| d.bind_now);
-                (i, self.opts.lazy && !bind_now)
-            })
-            .collect();
-        unique::unique_tables(&scope, &relocated)
+        if let Some(ahead) = self.unique_ahead.take().and_then(|rx| rx.recv().ok()) {
+            let same = ahead.keys.len() == n
+                && ahead.keys.iter().zip(&inputs).all(|(k, o)| {
+                    k.as_ref()
+                        == o.as_ref()
+                            .map(|(img, d)| unique::ObjectKey::of(img, d))
+                            .as_ref()
+                });
+            if same {
+                return ahead.tables;
+            }
+        }
+        unique::unique_tables_of(&inputs, self.rtld, self.opts.lazy)
     }
 
     fn protect_relro(&mut self, i: usize) {
@@ -1608,7 +1619,7 @@ mod ledger_probe {
         let as_execed = std::path::Path::new(&target.filename);
         let g = crate::deps::resolve(&img, as_execed, &interp.requested, &env).unwrap();
         let opts = super::RtldOptions::from_env(&envp);
-        let l = super::dl_main(&exec, &g, &env, opts).unwrap();
+        let l = super::dl_main(&exec, &g, &env, opts, None).unwrap();
         for a in &l.malloc.ledger {
             println!("LEDGER {:#x} {}", a.size, a.what);
         }

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use crate::elf::dynamic::{vaddr_to_offset, DynamicInfo};
 use crate::elf::{ElfImage, FileWindow};
@@ -108,18 +109,18 @@ struct GnuHash {
 }
 
 /// A range of the file read into memory, addressed by file offset.
-struct Table<'a> {
+struct Table {
     start: u64,
-    bytes: Bytes<'a>,
+    bytes: Bytes,
 }
 
 /// A table's bytes: read, or for large tables mapped ([`ElfImage::map_upto`]).
-enum Bytes<'a> {
-    Read(Cow<'a, [u8]>),
+enum Bytes {
+    Read(Vec<u8>),
     Mapped(memmap2::Mmap),
 }
 
-impl std::ops::Deref for Bytes<'_> {
+impl std::ops::Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
@@ -129,12 +130,12 @@ impl std::ops::Deref for Bytes<'_> {
     }
 }
 
-impl<'a> Table<'a> {
+impl Table {
     /// From this size on a table is mapped rather than read.
     const MAP_FROM: u64 = 64 * 1024;
 
     /// Bytes `[start, start+len)` of `img`, cut at the end of the file (empty past it).
-    fn read(img: &'a ElfImage, start: u64, len: u64) -> Table<'a> {
+    fn read(img: &ElfImage, start: u64, len: u64) -> Table {
         let avail = img.len().saturating_sub(start).min(len);
         let bytes = if avail >= Self::MAP_FROM {
             img.map_upto(start, avail).map(Bytes::Mapped)
@@ -142,7 +143,11 @@ impl<'a> Table<'a> {
             None
         };
         let bytes = bytes.unwrap_or_else(|| {
-            Bytes::Read(img.read_upto(start, len).unwrap_or(Cow::Borrowed(&[])))
+            Bytes::Read(
+                img.read_upto(start, len)
+                    .map(Cow::into_owned)
+                    .unwrap_or_default(),
+            )
         });
         Table { start, bytes }
     }
@@ -171,24 +176,24 @@ impl<'a> Table<'a> {
 /// define a name (the Bloom filter and buckets, read at once, reject nearly all; the rest
 /// is a few small reads). The objects whose relocations are scanned read their symbol
 /// table, hash chains and strings whole ([`DynSyms::load_all`]).
-pub struct DynSyms<'a> {
-    img: &'a ElfImage,
+pub struct DynSyms {
+    img: Arc<ElfImage>,
     is64: bool,
     /// DT_SYMTAB's file offset, and the whole table once read.
     symtab_off: u64,
-    symtab: OnceCell<Table<'a>>,
+    symtab: OnceCell<Table>,
     /// DT_STRTAB's file offset and DT_STRSZ, and the whole table once read.
     strtab_at: (u64, u64),
-    strtab: OnceCell<Table<'a>>,
+    strtab: OnceCell<Table>,
     gnu: Option<GnuHash>,
     /// The GNU hash table's Bloom filter (read at once), and its buckets once read.
-    gnu_bloom: Option<Table<'a>>,
-    gnu_buckets: OnceCell<Table<'a>>,
+    gnu_bloom: Option<Table>,
+    gnu_buckets: OnceCell<Table>,
     /// The GNU hash chains once read.
-    gnu_chain: OnceCell<Table<'a>>,
+    gnu_chain: OnceCell<Table>,
     /// DT_HASH: (nbucket, bucket array offset, chain array offset) and the table.
     sysv: Option<(u32, u64, u64)>,
-    sysv_table: Option<Table<'a>>,
+    sysv_table: Option<Table>,
     /// Relocation tables (offset, size): the DT_RELA/DT_REL range and DT_JMPREL.
     rel: Option<(u64, u64)>,
     jmprel: Option<(u64, u64)>,
@@ -200,6 +205,8 @@ pub struct DynSyms<'a> {
     nsyms: u64,
     /// Whether this is the program (COPY lookups skip it).
     pub is_executable: bool,
+    /// DT_BIND_NOW / DF_BIND_NOW / DF_1_NOW: DT_JMPREL is relocated even when lazy.
+    bind_now: bool,
 }
 
 /// `dl_new_hash()`: the GNU hash (djb2).
@@ -223,14 +230,10 @@ fn dl_elf_hash(s: &[u8]) -> u32 {
     h
 }
 
-impl<'a> DynSyms<'a> {
+impl DynSyms {
     /// Read the hash-table heads of `img`, whose dynamic section is `dynamic`; `None` if
     /// it has no symbol table (nothing to look up).
-    pub fn new(
-        img: &'a ElfImage,
-        dynamic: &DynamicInfo,
-        is_executable: bool,
-    ) -> Option<DynSyms<'a>> {
+    pub fn new(img: &Arc<ElfImage>, dynamic: &DynamicInfo, is_executable: bool) -> Option<DynSyms> {
         let is64 = img.is_64();
         let t = &dynamic.tables;
         let off = |v: Option<u64>| v.and_then(|v| vaddr_to_offset(img, v));
@@ -259,7 +262,7 @@ impl<'a> DynSyms<'a> {
             gnu_bloom = Some(if 16 + bloom_len <= first.len() as u64 {
                 Table {
                     start: bloom,
-                    bytes: Bytes::Read(Cow::Owned(first[16..16 + bloom_len as usize].to_vec())),
+                    bytes: Bytes::Read(first[16..16 + bloom_len as usize].to_vec()),
                 }
             } else {
                 Table::read(img, bloom, bloom_len)
@@ -309,7 +312,7 @@ impl<'a> DynSyms<'a> {
         };
         let nrelative = if rela { t.relacount } else { t.relcount }.unwrap_or(0);
         Some(DynSyms {
-            img,
+            img: img.clone(),
             nrelative,
             is64,
             symtab_off,
@@ -327,6 +330,7 @@ impl<'a> DynSyms<'a> {
             rela,
             nsyms,
             is_executable,
+            bind_now: dynamic.bind_now,
         })
     }
 
@@ -343,19 +347,19 @@ impl<'a> DynSyms<'a> {
     fn load_all(&self) {
         self.symtab.get_or_init(|| {
             let len = self.nsyms.saturating_mul(self.sym_size());
-            Table::read(self.img, self.symtab_off, len)
+            Table::read(&self.img, self.symtab_off, len)
         });
         if let Some(g) = &self.gnu {
             self.gnu_buckets
-                .get_or_init(|| Table::read(self.img, g.buckets, u64::from(g.nbuckets) * 4));
+                .get_or_init(|| Table::read(&self.img, g.buckets, u64::from(g.nbuckets) * 4));
             self.gnu_chain.get_or_init(|| {
                 let n = self.nsyms.saturating_sub(u64::from(g.symoffset));
-                Table::read(self.img, g.chain, n.saturating_mul(4))
+                Table::read(&self.img, g.chain, n.saturating_mul(4))
             });
         }
         self.strtab.get_or_init(|| {
             let (off, sz) = self.strtab_at;
-            Table::read(self.img, off, if sz > 0 { sz } else { u64::MAX })
+            Table::read(&self.img, off, if sz > 0 { sz } else { u64::MAX })
         });
     }
 
@@ -367,7 +371,7 @@ impl<'a> DynSyms<'a> {
         let t = match self.symtab.get() {
             Some(t) => t,
             None => {
-                point = Table::read(self.img, o, self.sym_size());
+                point = Table::read(&self.img, o, self.sym_size());
                 &point
             }
         };
@@ -510,7 +514,7 @@ impl<'a> DynSyms<'a> {
                 let h = match self.gnu_chain.get() {
                     Some(t) => t.r32(at)?,
                     None => window
-                        .get_or_insert_with(|| FileWindow::new(self.img, 64))
+                        .get_or_insert_with(|| FileWindow::new(&self.img, 64))
                         .u32_at(at)?,
                 };
                 if (h ^ gnu_hash) >> 1 == 0 {
@@ -561,7 +565,7 @@ impl<'a> DynSyms<'a> {
             }
         }
         for (off, size) in ranges {
-            let table = Table::read(self.img, off, size);
+            let table = Table::read(&self.img, off, size);
             let n = size / entsize;
             for k in 0..n {
                 let o = off + k * entsize;
@@ -697,6 +701,118 @@ fn definitions(scope: &[Option<DynSyms>]) -> (NameSet, Vec<usize>) {
     (defined, definers)
 }
 
+/// What the unique-symbol tables of an object depend on: the file (device, inode, size)
+/// and its dynamic section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectKey {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    dynamic: DynamicInfo,
+}
+
+impl ObjectKey {
+    pub fn of(img: &ElfImage, dynamic: &DynamicInfo) -> ObjectKey {
+        use std::os::unix::fs::MetadataExt;
+        ObjectKey {
+            dev: img.meta.dev(),
+            ino: img.meta.ino(),
+            len: img.len(),
+            dynamic: dynamic.clone(),
+        }
+    }
+}
+
+/// One object of the global scope as the model reads it: its tables and the unique names
+/// it defines.
+struct ScopeEntry {
+    syms: Option<DynSyms>,
+    defines: NameSet,
+}
+
+fn scope_entry(
+    img: &Arc<ElfImage>,
+    dynamic: &DynamicInfo,
+    is_executable: bool,
+    buf: &mut Vec<u8>,
+) -> ScopeEntry {
+    let syms = DynSyms::new(img, dynamic, is_executable);
+    let mut defines = NameSet::default();
+    if let Some(s) = &syms {
+        s.unique_definitions(&mut defines, buf);
+    }
+    ScopeEntry { syms, defines }
+}
+
+/// [`unique_tables`] from entries read beforehand.
+fn tables_of_entries(entries: Vec<Option<ScopeEntry>>, rtld: usize, lazy: bool) -> Vec<u64> {
+    let mut defined = NameSet::default();
+    let mut definers = Vec::new();
+    let mut scope = Vec::with_capacity(entries.len());
+    for (i, e) in entries.into_iter().enumerate() {
+        match e {
+            Some(e) => {
+                if !e.defines.is_empty() {
+                    definers.push(i);
+                    defined.extend(e.defines);
+                }
+                scope.push(e.syms);
+            }
+            None => scope.push(None),
+        }
+    }
+    let relocated: Vec<(usize, bool)> = (0..scope.len())
+        .filter(|&i| i != rtld)
+        .map(|i| {
+            let bind_now = scope[i].as_ref().is_some_and(|s| s.bind_now);
+            (i, lazy && !bind_now)
+        })
+        .collect();
+    tables_from(&scope, &relocated, &defined, &definers)
+}
+
+/// The unique-symbol tables computed while the resolver was still finding objects, with
+/// the inputs they were computed from (index = load-list position).
+pub struct UniqueAhead {
+    pub keys: Vec<Option<ObjectKey>>,
+    pub tables: Vec<u64>,
+}
+
+/// Read each object as the resolver reports it (`found`; the program's image is
+/// `program`), and when the load list is complete compute its unique-symbol tables.
+/// Meant for a second thread: the symbol tables are read while the main thread resolves
+/// and maps.
+pub fn unique_worker(
+    found: std::sync::mpsc::Receiver<crate::deps::ObjectFound>,
+    program: Arc<ElfImage>,
+    lazy: bool,
+) -> UniqueAhead {
+    let mut entries: Vec<Option<ScopeEntry>> = Vec::new();
+    let mut keys: Vec<Option<ObjectKey>> = Vec::new();
+    let mut rtld = usize::MAX;
+    let mut buf = Vec::new();
+    for f in found {
+        let img = if f.index == 0 {
+            Some(program.clone())
+        } else {
+            f.image
+        };
+        if f.is_rtld {
+            rtld = f.index;
+        }
+        if entries.len() <= f.index {
+            entries.resize_with(f.index + 1, || None);
+            keys.resize(f.index + 1, None);
+        }
+        if let (Some(img), Some(d)) = (img, f.dynamic) {
+            keys[f.index] = Some(ObjectKey::of(&img, &d));
+            entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut buf));
+        }
+    }
+    let tables = tables_of_entries(entries, rtld, lazy);
+    UniqueAhead { keys, tables }
+}
+
 /// Counts the distinct names that end up in the unique-symbol table: `scope` is the global
 /// scope (the program's search list, in order), `relocated` the objects relocated at
 /// start-up with their lazy flag (indices into `scope`; the count does not depend on their
@@ -718,6 +834,15 @@ pub fn count_unique_symbols(
 /// are scanned first.
 pub fn unique_tables(scope: &[Option<DynSyms>], relocated: &[(usize, bool)]) -> Vec<u64> {
     let (defined, definers) = definitions(scope);
+    tables_from(scope, relocated, &defined, &definers)
+}
+
+fn tables_from(
+    scope: &[Option<DynSyms>],
+    relocated: &[(usize, bool)],
+    defined: &NameSet,
+    definers: &[usize],
+) -> Vec<u64> {
     let bound = unique_table_steps(defined.len() as u64);
     let Some(&(enough, _)) = bound.last() else {
         return Vec::new();
@@ -728,8 +853,29 @@ pub fn unique_tables(scope: &[Option<DynSyms>], relocated: &[(usize, bool)]) -> 
         .filter(|(i, _)| definers.contains(i))
         .collect();
     ordered.extend(relocated.iter().filter(|(i, _)| !definers.contains(i)));
-    let n = count_references(scope, &ordered, &defined, enough);
+    let n = count_references(scope, &ordered, defined, enough);
     unique_table_sizes(n)
+}
+
+/// [`unique_tables`] for a program's load list: `objects` are the objects in global-scope
+/// order (the program first) with their images and dynamic sections, `rtld` the index of
+/// ld.so (not relocated again at start-up), `lazy` whether lazy binding is on (DT_JMPREL
+/// is then skipped for objects without BIND_NOW).
+pub fn unique_tables_of(
+    objects: &[Option<(Arc<ElfImage>, DynamicInfo)>],
+    rtld: usize,
+    lazy: bool,
+) -> Vec<u64> {
+    let mut buf = Vec::new();
+    let entries = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.as_ref()
+                .map(|(img, d)| scope_entry(img, d, i == 0, &mut buf))
+        })
+        .collect();
+    tables_of_entries(entries, rtld, lazy)
 }
 
 fn count_references(
