@@ -211,7 +211,6 @@ fn vma_fields<'a>(v: &Vma, perms: &'a [u8; 4], path: &'a str) -> Fields<'a> {
 pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
     let mut out: Vec<MapsLine> = mm
         .vmas()
-        .iter()
         .map(|v| {
             let (dev_major, dev_minor, inode, offset) = match &v.backing {
                 Backing::File { file, offset } => {

@@ -280,7 +280,7 @@ impl Task {
             return brk;
         }
         let gap = mm.layout.stack_guard_gap;
-        if let Some(next) = mm.vmas().iter().find(|v| v.end > oldbrk) {
+        if let Some(next) = mm.vmas().find(|v| v.end > oldbrk) {
             let start_gap = if next.growsdown {
                 next.start.saturating_sub(gap)
             } else {

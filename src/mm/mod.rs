@@ -5,6 +5,7 @@
 pub mod unmapped_area;
 pub mod vma;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub use unmapped_area::{MmapLayout, SearchRequest};
@@ -49,7 +50,9 @@ pub struct MmapRequest {
 #[derive(Clone, Debug)]
 pub struct AddressSpace {
     /// The VMAs, sorted by start, non-overlapping (the maple tree).
-    vmas: Vec<Vma>,
+    /// Sorted by address, disjoint. A deque: the top-down allocator inserts near the low
+    /// end, just above the program, where a vector would move every VMA above.
+    vmas: VecDeque<Vma>,
     /// The layout the allocator uses (`mmap_base`, `MMF_TOPDOWN`, limits).
     pub layout: MmapLayout,
     pub start_brk: u64,
@@ -62,7 +65,7 @@ pub struct AddressSpace {
 impl AddressSpace {
     pub fn new(layout: MmapLayout) -> Self {
         AddressSpace {
-            vmas: Vec::new(),
+            vmas: VecDeque::new(),
             layout,
             start_brk: 0,
             brk: 0,
@@ -71,8 +74,9 @@ impl AddressSpace {
         }
     }
 
-    pub fn vmas(&self) -> &[Vma] {
-        &self.vmas
+    /// The VMAs in address order.
+    pub fn vmas(&self) -> std::collections::vec_deque::Iter<'_, Vma> {
+        self.vmas.iter()
     }
 
     /// The VMA containing `addr`, if any.
@@ -203,7 +207,11 @@ impl AddressSpace {
         self.split_at(end);
         let mut first = None;
         let mut last = 0;
-        for (i, v) in self.vmas.iter_mut().enumerate() {
+        // After the splits the VMAs inside [start, end) are those starting in it.
+        let lo = self.vmas.partition_point(|v| v.start < start);
+        let hi = self.vmas.partition_point(|v| v.start < end);
+        for i in lo..hi {
+            let v = &mut self.vmas[i];
             if v.start >= start && v.end <= end {
                 if prot.write && !v.prot.write && !v.shared {
                     v.account = true;
@@ -225,11 +233,8 @@ impl AddressSpace {
 
     /// Split the VMA containing `addr` (strictly inside) into two.
     fn split_at(&mut self, addr: u64) {
-        if let Some(i) = self
-            .vmas
-            .iter()
-            .position(|v| v.start < addr && addr < v.end)
-        {
+        let i = self.vmas.partition_point(|v| v.start < addr);
+        if let Some(i) = i.checked_sub(1).filter(|&i| addr < self.vmas[i].end) {
             let v = self.vmas[i].clone();
             self.vmas[i] = v.slice(v.start, addr);
             self.vmas.insert(i + 1, v.slice(addr, v.end));
@@ -239,18 +244,23 @@ impl AddressSpace {
     fn unmap_range(&mut self, start: u64, end: u64) {
         self.split_at(start);
         self.split_at(end);
-        self.vmas.retain(|v| !(v.start >= start && v.end <= end));
+        // After the splits the VMAs inside [start, end) are those starting in it.
+        let lo = self.vmas.partition_point(|v| v.start < start);
+        let hi = self.vmas.partition_point(|v| v.start < end);
+        self.vmas.drain(lo..hi);
     }
 
     /// Merge the VMA at `pos` with its next and previous neighbour where the kernel would.
     fn merge_at(&mut self, pos: usize) {
         if pos + 1 < self.vmas.len() && self.vmas[pos].can_merge_with(&self.vmas[pos + 1]) {
-            let next = self.vmas.remove(pos + 1);
-            self.vmas[pos].end = next.end;
+            if let Some(next) = self.vmas.remove(pos + 1) {
+                self.vmas[pos].end = next.end;
+            }
         }
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
-            let cur = self.vmas.remove(pos);
-            self.vmas[pos - 1].end = cur.end;
+            if let Some(cur) = self.vmas.remove(pos) {
+                self.vmas[pos - 1].end = cur.end;
+            }
         }
     }
 }
@@ -328,7 +338,7 @@ mod tests {
         };
         mm.mmap(&rw).unwrap();
         mm.mprotect(base + 0x1000, 0x1000, Prot::R);
-        let v = mm.vmas();
+        let v: Vec<_> = mm.vmas().collect();
         assert_eq!(v.len(), 3);
         assert_eq!((v[1].start, v[1].prot), (base + 0x1000, Prot::R));
         assert_eq!(v[2].offset_at(v[2].start), 0x2000);

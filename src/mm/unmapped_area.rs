@@ -53,25 +53,9 @@ fn vm_start_gap(mm: &AddressSpace, v: &super::Vma) -> u64 {
     }
 }
 
-/// The free gaps `[lo, hi)` between VMAs (guard gaps excluded), lowest first, clipped to
-/// `[low_limit, high_limit)`.
-fn gaps(mm: &AddressSpace, low_limit: u64, high_limit: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut prev_end = 0u64;
-    for v in mm.vmas() {
-        let hi = vm_start_gap(mm, v).min(high_limit);
-        let lo = prev_end.max(low_limit);
-        if hi > lo {
-            out.push((lo, hi));
-        }
-        prev_end = prev_end.max(v.end);
-    }
-    let lo = prev_end.max(low_limit);
-    if high_limit > lo {
-        out.push((lo, high_limit));
-    }
-    out
-}
+// The free gaps are those between consecutive VMAs (sorted and disjoint), below each VMA's
+// guard gap, clipped to `[low_limit, high_limit)`: from the end of one VMA (0 for the first
+// gap) to `vm_start_gap()` of the next (`high_limit` for the last).
 
 /// Models `mm/vma.c: unmapped_area_topdown()`: the highest gap below `high_limit` that fits
 /// `len`, and the mapping at the top of it.
@@ -81,19 +65,39 @@ pub fn unmapped_area_topdown(
     low_limit: u64,
     high_limit: u64,
 ) -> Option<u64> {
-    gaps(mm, low_limit, high_limit)
-        .into_iter()
-        .rev()
-        .find(|(lo, hi)| hi - lo >= len)
-        .map(|(_, hi)| hi - len)
+    let fits = |lo: u64, hi: u64| hi > lo && hi - lo >= len;
+    // Above the first VMA that ends at or above high_limit every gap is clipped to nothing.
+    let top = mm.vmas.partition_point(|v| v.end < high_limit);
+    let mut hi = mm
+        .vmas
+        .get(top)
+        .map_or(high_limit, |v| vm_start_gap(mm, v).min(high_limit));
+    for v in mm.vmas.range(..top).rev() {
+        let lo = v.end.max(low_limit);
+        if fits(lo, hi) {
+            return Some(hi - len);
+        }
+        hi = vm_start_gap(mm, v).min(high_limit);
+    }
+    fits(low_limit, hi).then(|| hi - len)
 }
 
 /// Models `mm/vma.c: unmapped_area()`: the lowest gap at or above `low_limit` that fits.
 pub fn unmapped_area(mm: &AddressSpace, len: u64, low_limit: u64, high_limit: u64) -> Option<u64> {
-    gaps(mm, low_limit, high_limit)
-        .into_iter()
-        .find(|(lo, hi)| hi - lo >= len)
-        .map(|(lo, _)| lo)
+    let fits = |lo: u64, hi: u64| hi > lo && hi - lo >= len;
+    let mut prev_end = 0u64;
+    for v in mm.vmas.iter() {
+        let lo = prev_end.max(low_limit);
+        if lo >= high_limit {
+            return None;
+        }
+        if fits(lo, vm_start_gap(mm, v).min(high_limit)) {
+            return Some(lo);
+        }
+        prev_end = v.end;
+    }
+    let lo = prev_end.max(low_limit);
+    fits(lo, high_limit).then_some(lo)
 }
 
 /// Whether a hint can be used as is: `[addr, addr+len)` is inside the task and free,
@@ -106,7 +110,6 @@ fn hint_fits(mm: &AddressSpace, addr: u64, len: u64) -> bool {
         return false;
     }
     mm.vmas()
-        .iter()
         .all(|v| end <= vm_start_gap(mm, v) || addr >= v.end)
 }
 
