@@ -11,11 +11,21 @@ LDSO=/lib64/ld-linux-x86-64.so.2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-mean() { # hyperfine JSON -> mean seconds
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["mean"])' "$1"
+mean() { # hyperfine JSON -> "mean,min" seconds (the machine is a VM: the min shows the
+  # cost without the noise of other guests)
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"{r[\"mean\"]},{r[\"min\"]}")' "$1"
 }
 
-printf '%-16s %12s %12s %12s %12s   %s\n' program elfmap "ld.so --list" ldd libtree "ratios (tool / elfmap)"
+# What any process costs here: elfmap starting and exiting without planning.
+hyperfine -N -w 20 -m 200 --export-json "$out/v.json" "$ELFMAP --version" >/dev/null 2>&1
+python3 - "$(mean "$out/v.json")" <<'PY'
+import sys
+m, lo = map(float, sys.argv[1].split(","))
+print(f"process start and exit alone (elfmap --version): {m*1000:.2f} ms (min {lo*1000:.2f} ms)")
+PY
+
+printf '%-16s %16s %16s %16s %16s   %s\n' program elfmap "ld.so --list" ldd libtree "ratios of means (tool / elfmap)"
+echo "(mean ms, min in parentheses)"
 for p in $PROGRAMS; do
   [ -x "$p" ] || continue
   n=$(basename "$p")
@@ -26,13 +36,14 @@ for p in $PROGRAMS; do
   hyperfine -w 5 -m 50 --export-json "$out/d.json" "ldd $p" >/dev/null 2>&1
   if command -v libtree >/dev/null; then
     hyperfine -N -w 20 -m 200 --export-json "$out/t.json" "libtree $p" >/dev/null 2>&1; t=$(mean "$out/t.json")
-  else t=nan; fi
+  else t=nan,nan; fi
   e=$(mean "$out/e.json"); l=$(mean "$out/l.json"); d=$(mean "$out/d.json")
   python3 - "$n" "$e" "$l" "$d" "$t" <<'PY'
 import sys, math
-n, e, l, d, t = sys.argv[1], *map(float, sys.argv[2:])
-ms = lambda x: "n/a" if math.isnan(x) else f"{x*1000:.2f} ms"
+n = sys.argv[1]
+(e, emin), (l, lmin), (d, dmin), (t, tmin) = [tuple(map(float, a.split(","))) for a in sys.argv[2:]]
+ms = lambda x, lo: "n/a" if math.isnan(x) else f"{x*1000:.2f} ({lo*1000:.2f})"
 r = lambda x: "n/a" if math.isnan(x) else f"{x/e:.1f}x"
-print(f"{n:<16} {ms(e):>12} {ms(l):>12} {ms(d):>12} {ms(t):>12}   ld.so {r(l)}, ldd {r(d)}, libtree {r(t)}")
+print(f"{n:<16} {ms(e, emin):>16} {ms(l, lmin):>16} {ms(d, dmin):>16} {ms(t, tmin):>16}   ld.so {r(l)}, ldd {r(d)}, libtree {r(t)}")
 PY
 done
