@@ -13,7 +13,7 @@ trap 'rm -rf "$out"' EXIT
 
 mean() { # hyperfine JSON -> "mean,min" seconds (the machine is a VM: the min shows the
   # cost without the noise of other guests)
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"{r[\"mean\"]},{r[\"min\"]}")' "$1"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(r["mean"], r["min"], sep=",")' "$1"
 }
 
 # What any process costs here: elfmap starting and exiting without planning.

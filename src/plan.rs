@@ -175,7 +175,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
     let mut random = if machine.randomize_va_space != 0 {
-        ExecRandom::seeded(config.seed.unwrap_or_else(rand::random))
+        ExecRandom::lazily_seeded(config.seed)
     } else {
         ExecRandom::Zero
     };

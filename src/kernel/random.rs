@@ -10,6 +10,9 @@ use rand::{Rng, SeedableRng};
 pub enum ExecRandom {
     /// No PF_RANDOMIZE (`setarch -R`, `randomize_va_space=0`): every draw is 0.
     Zero,
+    /// Draws from `seed` (a random one if `None`), made at the first draw: an exec with
+    /// PF_RANDOMIZE off draws nothing and never seeds.
+    Unseeded(Option<u64>),
     /// Reproducible draws from a seed.
     Seeded(Box<StdRng>),
 }
@@ -19,11 +22,18 @@ impl ExecRandom {
         ExecRandom::Seeded(Box::new(StdRng::seed_from_u64(seed)))
     }
 
+    /// Draws from `seed`, or from a random seed, seeded at the first draw.
+    pub fn lazily_seeded(seed: Option<u64>) -> ExecRandom {
+        ExecRandom::Unseeded(seed)
+    }
+
     fn below(&mut self, n: u64) -> u64 {
+        if let ExecRandom::Unseeded(seed) = *self {
+            *self = ExecRandom::seeded(seed.unwrap_or_else(rand::random));
+        }
         match self {
-            ExecRandom::Zero => 0,
             ExecRandom::Seeded(r) if n > 0 => r.random_range(0..n),
-            ExecRandom::Seeded(_) => 0,
+            _ => 0,
         }
     }
 
