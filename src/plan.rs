@@ -214,27 +214,25 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                 } else {
                     let opts = crate::ldso::RtldOptions::from_env(&req.envp);
                     // The unique-symbol model reads every object's symbol table; a second
-                    // thread does it as the resolver reports the objects.
-                    let (graph, loaded) = std::thread::scope(|scope| {
-                        let (found_tx, found_rx) = std::sync::mpsc::channel();
-                        let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
-                        let lazy = opts.lazy;
-                        let prog = program.clone();
-                        scope.spawn(move || {
-                            let a = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
-                            let _ = ahead_tx.send(a);
-                        });
-                        let graph = crate::deps::resolve_reporting(
-                            &program,
-                            Path::new(&target.filename),
-                            &interp.requested,
-                            &env,
-                            found_tx,
-                        )?;
-                        let loaded =
-                            crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
-                        Ok::<_, crate::Error>((graph, loaded))
-                    })?;
+                    // thread does it as the resolver reports the objects. It owns what it
+                    // reads and is not joined: it ends on its own once it has sent the
+                    // tables (releasing its tables after that is no reason to wait).
+                    let (found_tx, found_rx) = std::sync::mpsc::channel();
+                    let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
+                    let lazy = opts.lazy;
+                    let prog = program.clone();
+                    std::thread::spawn(move || {
+                        let a = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
+                        let _ = ahead_tx.send(a);
+                    });
+                    let graph = crate::deps::resolve_reporting(
+                        &program,
+                        Path::new(&target.filename),
+                        &interp.requested,
+                        &env,
+                        found_tx,
+                    )?;
+                    let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
                     // Entry: ld.so unmaps the cache; library constructors may then add
                     // mappings (a [heap] most often) that are not predicted.
                     mm = if config.stage == Stage::Loaded {
