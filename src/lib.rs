@@ -1,7 +1,7 @@
 //! elfmap: where will this program land in memory?
 //!
 //! The pipeline runs one way:
-//! ELF files ([`elf`], headers only, over memmap2) → kernel exec model ([`kernel`]:
+//! ELF files ([`elf`], headers only, read with pread) → kernel exec model ([`kernel`]:
 //! `load_elf_binary` and friends) → loader model (`ldso`, next) → address space ([`mm`]:
 //! VMAs, `get_unmapped_area`, merging) → rendering ([`maps`], [`render`]) or comparison
 //! ([`compare`]) against the real process ([`observe`], ptrace).

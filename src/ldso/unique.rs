@@ -8,9 +8,11 @@
 //! object is relocated lazily), whose first definition in the global scope is
 //! `STB_GNU_UNIQUE` (spec/ldso.md 4.4 item 8).
 //!
-//! This is the one part of the loaded stage that reads more than headers: each object's
-//! dynamic symbol table, hash table and relocations (still zero-copy over the mapped file).
-//! It is skipped at once when no object defines a unique symbol (C programs).
+//! This is the one part of the loaded stage that reads more than headers: every object's
+//! dynamic symbol table (for the unique definitions) and Bloom filter, and, only when some
+//! object defines a unique symbol (C++), the hash chains, strings and relocations of the
+//! objects scanned, until the number of tables is certain ([`unique_tables`]). The plan
+//! does this on a second thread as the resolver finds objects ([`unique_worker`]).
 //!
 //! Simplification: symbol versions are not compared (the first definition of the name in
 //! an object is taken), which matches every program checked; `DT_SYMBOLIC` scopes are not
