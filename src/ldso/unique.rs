@@ -177,7 +177,7 @@ impl Table {
 /// pass over the symbol table, through a reused buffer) and, during lookups, whether they
 /// define a name (the Bloom filter and buckets, read at once, reject nearly all; the rest
 /// is a few small reads). The objects whose relocations are scanned read their symbol
-/// table, hash chains and strings whole ([`DynSyms::load_all`]).
+/// table, hash chains and strings whole (`DynSyms::load_all`).
 pub struct DynSyms {
     img: Arc<ElfImage>,
     is64: bool,
