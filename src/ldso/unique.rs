@@ -290,6 +290,10 @@ impl DynSyms {
             (Some(g), None) => gnu_nsyms(img, g).unwrap_or(0),
             _ => 0,
         };
+        // A hostile hash table can claim more symbols than the file holds: no more than
+        // fit between DT_SYMTAB and the end of the file are ever read (nor allocated for).
+        let esz = if is64 { 24 } else { 16 };
+        let nsyms = nsyms.min(img.len().saturating_sub(symtab_off) / esz);
         // do_lookup_x() uses DT_GNU_HASH when there is one.
         let sysv = if gnu.is_some() { None } else { sysv };
         let sysv_table = sysv.map(|(nbucket, b, _, nchain)| {
