@@ -298,14 +298,7 @@ fn loaded_unique_tables_ahead_equal_full_count() {
     use elfmap::elf::ElfImage;
     use elfmap::ldso::unique;
     use std::sync::Arc;
-    let envp: Vec<std::ffi::OsString> = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut s = k;
-            s.push("=");
-            s.push(v);
-            s
-        })
-        .collect();
+    let envp = elfmap::MachineParams::detect().env;
     let mut checked_cxx = 0;
     for (p, cxx) in [
         ("/usr/bin/apt", true),
@@ -340,23 +333,7 @@ fn loaded_unique_tables_ahead_equal_full_count() {
             .collect();
         let rtld = graph.interp_index.unwrap_or(usize::MAX);
         let after = unique::unique_tables_of(&inputs, rtld, true);
-        let scope: Vec<_> = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                o.as_ref()
-                    .and_then(|(img, d)| unique::DynSyms::new(img, d, i == 0))
-            })
-            .collect();
-        let relocated: Vec<(usize, bool)> = (0..inputs.len())
-            .filter(|&i| i != rtld)
-            .map(|i| {
-                let now = inputs[i].as_ref().is_some_and(|(_, d)| d.bind_now);
-                (i, !now)
-            })
-            .collect();
-        let full =
-            unique::unique_table_sizes(unique::count_unique_symbols(&scope, &relocated, None));
+        let full = unique::unique_table_sizes(unique::count_unique_symbols(&inputs, rtld, true));
         assert_eq!(ahead.tables, after, "{p}");
         assert_eq!(after, full, "{p}");
         assert_eq!(!full.is_empty(), cxx, "{p}: {full:?}");

@@ -1512,25 +1512,26 @@ impl Rtld<'_> {
     /// ([`unique::unique_tables_of`]); the global scope is the load list, every object but
     /// ld.so is relocated.
     fn unique_tables(&mut self) -> Vec<u64> {
-        let n = self.graph.objects.len();
-        let inputs: Vec<Option<(Arc<ElfImage>, DynamicInfo)>> = (0..n)
-            .map(|i| {
-                let o = &self.objs[i];
-                o.img.clone().zip(o.dynamic.clone())
-            })
-            .collect();
+        let objs = &self.objs[..self.graph.objects.len()];
         if let Some(ahead) = self.unique_ahead.take().and_then(|rx| rx.recv().ok()) {
-            let same = ahead.keys.len() == n
-                && ahead.keys.iter().zip(&inputs).all(|(k, o)| {
-                    k.as_ref()
-                        == o.as_ref()
-                            .map(|(img, d)| unique::ObjectKey::of(img, d))
-                            .as_ref()
-                });
+            let same = ahead.keys.len() == objs.len()
+                && ahead
+                    .keys
+                    .iter()
+                    .zip(objs)
+                    .all(|(k, o)| match (k, &o.img, &o.dynamic) {
+                        (Some(k), Some(img), Some(d)) => k.matches(img, d),
+                        (None, img, d) => img.is_none() || d.is_none(),
+                        _ => false,
+                    });
             if same {
                 return ahead.tables;
             }
         }
+        let inputs: Vec<Option<(Arc<ElfImage>, DynamicInfo)>> = objs
+            .iter()
+            .map(|o| o.img.clone().zip(o.dynamic.clone()))
+            .collect();
         unique::unique_tables_of(&inputs, self.rtld, self.opts.lazy)
     }
 
@@ -1594,16 +1595,7 @@ mod ledger_probe {
         };
         let machine = crate::MachineParams::detect();
         let target = crate::plan::Target::resolve(&prog, &[]).unwrap();
-        let cfg = crate::plan::Config {
-            stage: crate::plan::Stage::Exec,
-            no_aslr: true,
-            layout: None,
-            addr_limit_3gb: false,
-            rlimit_stack: None,
-            seed: None,
-            root: None,
-            env: None,
-        };
+        let cfg = crate::plan::Config::no_aslr(crate::plan::Stage::Exec);
         let exec = crate::plan::plan(&target, &cfg, &machine).unwrap().exec;
         let interp = exec.interp.as_ref().unwrap();
         let flavor = crate::deps::Flavor::from_interp(&interp.requested);

@@ -11,7 +11,7 @@
 //! This is the one part of the loaded stage that reads more than headers: every object's
 //! dynamic symbol table (for the unique definitions) and Bloom filter, and, only when some
 //! object defines a unique symbol (C++), the hash chains, strings and relocations of the
-//! objects scanned, until the number of tables is certain ([`unique_tables`]). The plan
+//! objects scanned, until the number of tables is certain ([`unique_tables_of`]). The plan
 //! does this on a second thread as the resolver finds objects ([`unique_worker`]).
 //!
 //! Simplification: symbol versions are not compared (the first definition of the name in
@@ -690,23 +690,6 @@ fn gnu_nsyms(img: &ElfImage, g: &GnuHash) -> Option<u64> {
     }
 }
 
-/// The unique names defined in `scope`, and which objects define any.
-fn definitions(scope: &[Option<DynSyms>]) -> (NameSet, Vec<usize>) {
-    let mut defined = NameSet::default();
-    let mut definers = Vec::new();
-    let mut buf = Vec::new();
-    for (i, s) in scope.iter().enumerate() {
-        if let Some(s) = s {
-            let before = defined.len();
-            s.unique_definitions(&mut defined, &mut buf);
-            if defined.len() > before {
-                definers.push(i);
-            }
-        }
-    }
-    (defined, definers)
-}
-
 /// What the unique-symbol tables of an object depend on: the file (device, inode, size)
 /// and its dynamic section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -718,14 +701,21 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    pub fn of(img: &ElfImage, dynamic: &DynamicInfo) -> ObjectKey {
+    fn new(img: &ElfImage, dynamic: DynamicInfo) -> ObjectKey {
         use std::os::unix::fs::MetadataExt;
         ObjectKey {
             dev: img.meta.dev(),
             ino: img.meta.ino(),
             len: img.len(),
-            dynamic: dynamic.clone(),
+            dynamic,
         }
+    }
+
+    /// Whether `img` with `dynamic` is the object this key was made from.
+    pub fn matches(&self, img: &ElfImage, dynamic: &DynamicInfo) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        (self.dev, self.ino, self.len) == (img.meta.dev(), img.meta.ino(), img.len())
+            && self.dynamic == *dynamic
     }
 }
 
@@ -750,31 +740,81 @@ fn scope_entry(
     ScopeEntry { syms, defines }
 }
 
-/// [`unique_tables`] from entries read beforehand.
-fn tables_of_entries(entries: Vec<Option<ScopeEntry>>, rtld: usize, lazy: bool) -> Vec<u64> {
-    let mut defined = NameSet::default();
-    let mut definers = Vec::new();
-    let mut scope = Vec::with_capacity(entries.len());
-    for (i, e) in entries.into_iter().enumerate() {
-        match e {
-            Some(e) => {
-                if !e.defines.is_empty() {
-                    definers.push(i);
-                    defined.extend(e.defines);
+/// The global scope ready for the reference scan: the objects' tables, the objects
+/// relocated at start-up with their lazy flag, the unique names defined and who defines any.
+struct Scope {
+    syms: Vec<Option<DynSyms>>,
+    relocated: Vec<(usize, bool)>,
+    defined: NameSet,
+    definers: Vec<usize>,
+}
+
+impl Scope {
+    /// From entries in global-scope order; every object but ld.so (`rtld`) is relocated,
+    /// DT_JMPREL skipped when `lazy` for objects without BIND_NOW.
+    fn from_entries(entries: Vec<Option<ScopeEntry>>, rtld: usize, lazy: bool) -> Scope {
+        let mut defined = NameSet::default();
+        let mut definers = Vec::new();
+        let mut syms = Vec::with_capacity(entries.len());
+        for (i, e) in entries.into_iter().enumerate() {
+            match e {
+                Some(e) => {
+                    if !e.defines.is_empty() {
+                        definers.push(i);
+                        defined.extend(e.defines);
+                    }
+                    syms.push(e.syms);
                 }
-                scope.push(e.syms);
+                None => syms.push(None),
             }
-            None => scope.push(None),
+        }
+        let relocated = (0..syms.len())
+            .filter(|&i| i != rtld)
+            .map(|i| {
+                let bind_now = syms[i].as_ref().is_some_and(|s| s.bind_now);
+                (i, lazy && !bind_now)
+            })
+            .collect();
+        Scope {
+            syms,
+            relocated,
+            defined,
+            definers,
         }
     }
-    let relocated: Vec<(usize, bool)> = (0..scope.len())
-        .filter(|&i| i != rtld)
-        .map(|i| {
-            let bind_now = scope[i].as_ref().is_some_and(|s| s.bind_now);
-            (i, lazy && !bind_now)
-        })
-        .collect();
-    tables_from(&scope, &relocated, &defined, &definers)
+
+    /// From the load list: `objects` with their images and dynamic sections.
+    fn of(objects: &[Option<(Arc<ElfImage>, DynamicInfo)>], rtld: usize, lazy: bool) -> Scope {
+        let mut buf = Vec::new();
+        let entries = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.as_ref()
+                    .map(|(img, d)| scope_entry(img, d, i == 0, &mut buf))
+            })
+            .collect();
+        Scope::from_entries(entries, rtld, lazy)
+    }
+
+    /// The sizes of the unique-symbol tables ld.so allocates while relocating, in order
+    /// ([`unique_table_sizes`] of the count). Only the tables matter, not the count: it is
+    /// bounded above by the number of unique names defined in the scope, so the reference
+    /// scan stops as soon as the count reaches the smallest one that needs as many tables
+    /// as that bound, and objects defining unique symbols (which reference their own) are
+    /// scanned first.
+    fn tables(&self) -> Vec<u64> {
+        let bound = unique_table_steps(self.defined.len() as u64);
+        let Some(&(enough, _)) = bound.last() else {
+            return Vec::new();
+        };
+        let is_definer = |(i, _): &(usize, bool)| self.definers.contains(i);
+        let mut ordered: Vec<(usize, bool)> =
+            self.relocated.iter().copied().filter(is_definer).collect();
+        ordered.extend(self.relocated.iter().filter(|r| !is_definer(r)));
+        let n = count_references(&self.syms, &ordered, &self.defined, enough);
+        unique_table_sizes(n)
+    }
 }
 
 /// The unique-symbol tables computed while the resolver was still finding objects, with
@@ -811,77 +851,35 @@ pub fn unique_worker(
             keys.resize(f.index + 1, None);
         }
         if let (Some(img), Some(d)) = (img, f.dynamic) {
-            keys[f.index] = Some(ObjectKey::of(&img, &d));
             entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut buf));
+            keys[f.index] = Some(ObjectKey::new(&img, d));
         }
     }
-    let tables = tables_of_entries(entries, rtld, lazy);
+    let tables = Scope::from_entries(entries, rtld, lazy).tables();
     UniqueAhead { keys, tables }
 }
 
-/// Counts the distinct names that end up in the unique-symbol table: `scope` is the global
-/// scope (the program's search list, in order), `relocated` the objects relocated at
-/// start-up with their lazy flag (indices into `scope`; the count does not depend on their
-/// order). With `enough`, counting stops once that many names are found.
-pub fn count_unique_symbols(
-    scope: &[Option<DynSyms>],
-    relocated: &[(usize, bool)],
-    enough: Option<u64>,
-) -> u64 {
-    let (defined, _) = definitions(scope);
-    count_references(scope, relocated, &defined, enough.unwrap_or(u64::MAX))
-}
-
-/// The sizes of the unique-symbol tables ld.so allocates while relocating, in order
-/// ([`unique_table_sizes`] of [`count_unique_symbols`]). Only the tables matter, not the
-/// count: it is bounded above by the number of unique names defined in the scope, so the
-/// reference scan stops as soon as the count reaches the smallest one that needs as many
-/// tables as that bound, and objects defining unique symbols (which reference their own)
-/// are scanned first.
-pub fn unique_tables(scope: &[Option<DynSyms>], relocated: &[(usize, bool)]) -> Vec<u64> {
-    let (defined, definers) = definitions(scope);
-    tables_from(scope, relocated, &defined, &definers)
-}
-
-fn tables_from(
-    scope: &[Option<DynSyms>],
-    relocated: &[(usize, bool)],
-    defined: &NameSet,
-    definers: &[usize],
-) -> Vec<u64> {
-    let bound = unique_table_steps(defined.len() as u64);
-    let Some(&(enough, _)) = bound.last() else {
-        return Vec::new();
-    };
-    let mut ordered: Vec<(usize, bool)> = relocated
-        .iter()
-        .copied()
-        .filter(|(i, _)| definers.contains(i))
-        .collect();
-    ordered.extend(relocated.iter().filter(|(i, _)| !definers.contains(i)));
-    let n = count_references(scope, &ordered, defined, enough);
-    unique_table_sizes(n)
-}
-
-/// [`unique_tables`] for a program's load list: `objects` are the objects in global-scope
-/// order (the program first) with their images and dynamic sections, `rtld` the index of
-/// ld.so (not relocated again at start-up), `lazy` whether lazy binding is on (DT_JMPREL
-/// is then skipped for objects without BIND_NOW).
+/// The unique-symbol tables of a program's load list: `objects` are the objects in
+/// global-scope order (the program first) with their images and dynamic sections, `rtld`
+/// the index of ld.so (not relocated again at start-up), `lazy` whether lazy binding is on
+/// (DT_JMPREL is then skipped for objects without BIND_NOW).
 pub fn unique_tables_of(
     objects: &[Option<(Arc<ElfImage>, DynamicInfo)>],
     rtld: usize,
     lazy: bool,
 ) -> Vec<u64> {
-    let mut buf = Vec::new();
-    let entries = objects
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            o.as_ref()
-                .map(|(img, d)| scope_entry(img, d, i == 0, &mut buf))
-        })
-        .collect();
-    tables_of_entries(entries, rtld, lazy)
+    Scope::of(objects, rtld, lazy).tables()
+}
+
+/// The number of distinct names that end up in the unique-symbol table of the same load
+/// list, counted to the end (no early stop): what [`unique_tables_of`] may stop short of.
+pub fn count_unique_symbols(
+    objects: &[Option<(Arc<ElfImage>, DynamicInfo)>],
+    rtld: usize,
+    lazy: bool,
+) -> u64 {
+    let s = Scope::of(objects, rtld, lazy);
+    count_references(&s.syms, &s.relocated, &s.defined, u64::MAX)
 }
 
 fn count_references(
