@@ -9,16 +9,7 @@ fn main() {
     let what = std::env::var("WHAT").unwrap_or_default();
     let machine = elfmap::kernel::machine::MachineParams::detect();
     let target = elfmap::plan::Target::resolve(&args[0], &args[1..]).unwrap();
-    let mut cfg = elfmap::plan::Config {
-        stage: elfmap::plan::Stage::Loaded,
-        no_aslr: true,
-        layout: None,
-        addr_limit_3gb: false,
-        rlimit_stack: None,
-        seed: None,
-        root: None,
-        env: None,
-    };
+    let mut cfg = elfmap::plan::Config::no_aslr(elfmap::plan::Stage::Loaded);
     let t = Instant::now();
     for i in 0..n {
         let ti = Instant::now();

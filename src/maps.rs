@@ -298,16 +298,7 @@ mod tests {
     fn render_matches_lines() {
         let machine = crate::MachineParams::detect();
         let target = crate::Target::resolve("/bin/sh".as_ref(), &[]).unwrap();
-        let cfg = crate::Config {
-            stage: crate::Stage::Loaded,
-            no_aslr: true,
-            layout: None,
-            addr_limit_3gb: false,
-            rlimit_stack: None,
-            seed: None,
-            root: None,
-            env: None,
-        };
+        let cfg = crate::Config::no_aslr(crate::Stage::Loaded);
         let plan = crate::plan(&target, &cfg, &machine).unwrap();
         let text: String = lines(&plan.mm).iter().map(|l| l.render() + "\n").collect();
         assert_eq!(render(&plan.mm), text);

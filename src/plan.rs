@@ -112,6 +112,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// This machine's defaults (layout, stack limit, environment) with ASLR off, at `stage`.
+    pub fn no_aslr(stage: Stage) -> Config {
+        Config {
+            stage,
+            no_aslr: true,
+            layout: None,
+            addr_limit_3gb: false,
+            rlimit_stack: None,
+            seed: None,
+            root: None,
+            env: None,
+        }
+    }
+
     /// The personality the program is exec'd with: ours, plus the requested flags.
     pub fn personality(&self, machine: &MachineParams) -> Result<u32> {
         let mut p = machine.personality;
