@@ -30,8 +30,7 @@ testdata: deps
 	$(MAKE) -C testdata -j2
 
 test: deps testdata
-	$(CARGO) build --release
-	$(CARGO) test --release -- --test-threads=2
+	$(CARGO) test --profile test-release -- --test-threads=2
 
 demo: deps testdata build
 	@echo; echo "== a 32-bit non-PIE program, the classic i386 picture (setarch --3gb -R): text at 0x08048000"

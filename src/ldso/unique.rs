@@ -9,10 +9,10 @@
 //! `STB_GNU_UNIQUE` (spec/ldso.md 4.4 item 8).
 //!
 //! This is the one part of the loaded stage that reads more than headers: every object's
-//! dynamic symbol table (for the unique definitions) and Bloom filter, and, only when some
-//! object defines a unique symbol (C++), the hash chains, strings and relocations of the
-//! objects scanned, until the number of tables is certain ([`unique_tables_of`]). The plan
-//! does this on a second thread as the resolver finds objects ([`unique_worker`]).
+//! GNU hash table and dynamic symbol table (for the unique definitions), and, only when
+//! some object defines a unique symbol (C++), the strings and relocations of the objects
+//! scanned, until the number of tables is certain ([`unique_tables_of`]). The plan does
+//! this on a second thread as the resolver finds objects ([`unique_worker`]).
 //!
 //! Simplification: symbol versions are not compared (the first definition of the name in
 //! an object is taken), which matches every program checked; `DT_SYMBOLIC` scopes are not
@@ -25,7 +25,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::elf::dynamic::{vaddr_to_offset, DynamicInfo};
-use crate::elf::{ElfImage, FileWindow};
+use crate::elf::ElfImage;
 
 const DT_RELA: u64 = 7;
 
@@ -133,8 +133,11 @@ impl std::ops::Deref for Bytes {
 }
 
 impl Table {
-    /// From this size on a table is mapped rather than read.
-    const MAP_FROM: u64 = 64 * 1024;
+    /// From this size on a table is mapped rather than read: on this kind of machine
+    /// (a VM with costly exceptions and copies) `pread` copies about 1.4 GB/s and each
+    /// fresh page of memory costs about 3 us, while a fault on a mapping maps 16 page-cache
+    /// pages at once; the break-even is near 13 KiB.
+    const MAP_FROM: u64 = 16 * 1024;
 
     /// Bytes `[start, start+len)` of `img`, cut at the end of the file (empty past it).
     fn read(img: &ElfImage, start: u64, len: u64) -> Table {
@@ -152,6 +155,22 @@ impl Table {
             )
         });
         Table { start, bytes }
+    }
+
+    /// An empty table (nothing read).
+    fn empty() -> Table {
+        Table {
+            start: 0,
+            bytes: Bytes::Read(Vec::new()),
+        }
+    }
+
+    /// Whether `[off, off+len)` is all in the table.
+    fn covers(&self, off: u64, len: u64) -> bool {
+        off >= self.start
+            && off
+                .checked_add(len)
+                .is_some_and(|e| e <= self.start + self.bytes.len() as u64)
     }
 
     fn rd<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
@@ -173,11 +192,11 @@ impl Table {
 
 /// An object's dynamic symbols and relocations.
 ///
-/// Read in two ways. Most objects are only asked which unique symbols they define (one
-/// pass over the symbol table, through a reused buffer) and, during lookups, whether they
-/// define a name (the Bloom filter and buckets, read at once, reject nearly all; the rest
-/// is a few small reads). The objects whose relocations are scanned read their symbol
-/// table, hash chains and strings whole (`DynSyms::load_all`).
+/// Most objects are only asked which unique symbols they define (one pass over the symbol
+/// table) and, during lookups, whether they define a name (Bloom filter, bucket, chain).
+/// Both come from one read of the file from DT_GNU_HASH to DT_STRTAB, mapped when it is
+/// large; strings are read one by one. The objects whose relocations are scanned also read
+/// their strings whole (`DynSyms::load_all`).
 pub struct DynSyms {
     img: Arc<ElfImage>,
     is64: bool,
@@ -188,11 +207,11 @@ pub struct DynSyms {
     strtab_at: (u64, u64),
     strtab: OnceCell<Table>,
     gnu: Option<GnuHash>,
-    /// The GNU hash table's Bloom filter (read at once), and its buckets once read.
-    gnu_bloom: Option<Table>,
-    gnu_buckets: OnceCell<Table>,
-    /// The GNU hash chains once read.
-    gnu_chain: OnceCell<Table>,
+    /// From DT_GNU_HASH on, read at once: the whole GNU hash table (Bloom filter, buckets,
+    /// chains) and, when the object is small, the symbol table after it (GNU ld puts
+    /// `.gnu.hash`, `.dynsym` and `.dynstr` one after the other). Empty without
+    /// DT_GNU_HASH.
+    head: Table,
     /// DT_HASH: (nbucket, bucket array offset, chain array offset) and the table.
     sysv: Option<(u32, u64, u64)>,
     sysv_table: Option<Table>,
@@ -242,52 +261,22 @@ impl DynSyms {
         let symtab_off = off(t.symtab)?;
         let strtab = off((dynamic.strtab != 0).then_some(dynamic.strtab))?;
         let strsz = dynamic.strsz;
-        let word = if is64 { 8 } else { 4 };
-        let mut gnu_bloom = None;
-        let gnu = off(t.gnu_hash).and_then(|h| {
-            // The header and, in one read when it is small, the Bloom filter after it.
-            const AHEAD: u64 = 2048;
-            let first = img.read_upto(h, 16 + AHEAD)?;
-            let w = |i: usize| -> Option<u32> {
-                Some(u32::from_le_bytes(
-                    first.get(4 * i..4 * i + 4)?.try_into().ok()?,
-                ))
-            };
-            let (nbuckets, symoffset, bloom_size, bloom_shift) = (w(0)?, w(1)?, w(2)?, w(3)?);
-            let bloom = h + 16;
-            let buckets = bloom + u64::from(bloom_size) * word;
-            let chain = buckets + u64::from(nbuckets) * 4;
-            if !(nbuckets > 0 && bloom_size.is_power_of_two()) {
-                return None;
-            }
-            let bloom_len = buckets - bloom;
-            gnu_bloom = Some(if 16 + bloom_len <= first.len() as u64 {
-                Table {
-                    start: bloom,
-                    bytes: Bytes::Read(first[16..16 + bloom_len as usize].to_vec()),
-                }
-            } else {
-                Table::read(img, bloom, bloom_len)
-            });
-            Some(GnuHash {
-                nbuckets,
-                symoffset,
-                bloom_size,
-                bloom_shift,
-                bloom,
-                buckets,
-                chain,
-            })
-        });
+        let (gnu, head, gnu_nsyms) = match off(t.gnu_hash) {
+            Some(h) => match read_gnu_hash(img, h, symtab_off, strtab, is64) {
+                Some((g, head, n)) => (Some(g), head, n),
+                None => (None, Table::empty(), None),
+            },
+            None => (None, Table::empty(), None),
+        };
         let sysv = off(t.hash).and_then(|h| {
             let head = img.read(h, 8)?;
             let nbucket = u32::from_le_bytes(head[0..4].try_into().unwrap());
             let nchain = u32::from_le_bytes(head[4..8].try_into().unwrap());
             (nbucket > 0).then_some((nbucket, h + 8, h + 8 + u64::from(nbucket) * 4, nchain))
         });
-        let nsyms = match (&gnu, &sysv) {
+        let nsyms = match (&gnu_nsyms, &sysv) {
             (_, Some((_, _, _, nchain))) => u64::from(*nchain),
-            (Some(g), None) => gnu_nsyms(img, g).unwrap_or(0),
+            (Some(n), None) => *n,
             _ => 0,
         };
         // A hostile hash table can claim more symbols than the file holds: no more than
@@ -326,9 +315,7 @@ impl DynSyms {
             strtab_at: (strtab, strsz),
             strtab: OnceCell::new(),
             gnu,
-            gnu_bloom,
-            gnu_buckets: OnceCell::new(),
-            gnu_chain: OnceCell::new(),
+            head,
             sysv: sysv.map(|(n, b, c, _)| (n, b, c)),
             sysv_table,
             rel,
@@ -351,17 +338,10 @@ impl DynSyms {
     /// Read the symbol table, the hash chains and the strings whole (for the objects whose
     /// relocations are scanned).
     fn load_all(&self) {
-        self.symtab.get_or_init(|| {
-            let len = self.nsyms.saturating_mul(self.sym_size());
-            Table::read(&self.img, self.symtab_off, len)
-        });
-        if let Some(g) = &self.gnu {
-            self.gnu_buckets
-                .get_or_init(|| Table::read(&self.img, g.buckets, u64::from(g.nbuckets) * 4));
-            self.gnu_chain.get_or_init(|| {
-                let n = self.nsyms.saturating_sub(u64::from(g.symoffset));
-                Table::read(&self.img, g.chain, n.saturating_mul(4))
-            });
+        let len = self.nsyms.saturating_mul(self.sym_size());
+        if !self.head.covers(self.symtab_off, len) {
+            self.symtab
+                .get_or_init(|| Table::read(&self.img, self.symtab_off, len));
         }
         self.strtab.get_or_init(|| {
             let (off, sz) = self.strtab_at;
@@ -375,6 +355,7 @@ impl DynSyms {
             .checked_add(idx.checked_mul(self.sym_size())?)?;
         let point;
         let t = match self.symtab.get() {
+            _ if self.head.covers(o, self.sym_size()) => &self.head,
             Some(t) => t,
             None => {
                 point = Table::read(&self.img, o, self.sym_size());
@@ -422,7 +403,7 @@ impl DynSyms {
     /// The names of the unique symbols this object defines, added to `out`; `buf` is a
     /// scratch buffer for the symbol table.
     fn unique_definitions(&self, out: &mut NameSet, buf: &mut Vec<u8>) {
-        let first = self.gnu.map_or(1, |g| u64::from(g.symoffset));
+        let first = self.gnu.as_ref().map_or(1, |g| u64::from(g.symoffset));
         // Only st_info and st_shndx are looked at before a match.
         let esz = self.sym_size();
         let (info_at, shndx_at) = if self.is64 { (4, 6) } else { (12, 14) };
@@ -444,9 +425,18 @@ impl DynSyms {
             return;
         };
         let len = self.nsyms.saturating_sub(first).saturating_mul(esz);
-        // Read through the reused buffer, a whole number of entries at a time.
+        let in_head = self.head.covers(start, len).then(|| {
+            let o = (start - self.head.start) as usize;
+            &self.head.bytes[o..o + len as usize]
+        });
+        // Read through the reused buffer, a whole number of entries at a time, unless it
+        // came with the hash table.
         const CHUNK: u64 = 2730;
         let mut done = 0;
+        if let Some(all) = in_head {
+            scan(all);
+            done = len;
+        }
         while done < len {
             let n = (len - done).min(CHUNK * esz);
             let Some(chunk) = self.img.read_into(start + done, n, buf) else {
@@ -488,11 +478,10 @@ impl DynSyms {
         let word = if self.is64 { 64 } else { 32 };
         let wbytes = u64::from(word / 8);
         let bi = u64::from((gnu_hash / word) & (g.bloom_size - 1));
-        let head = self.gnu_bloom.as_ref()?;
         let bw = if self.is64 {
-            head.r64(g.bloom + bi * wbytes)?
+            self.head.r64(g.bloom + bi * wbytes)?
         } else {
-            u64::from(head.r32(g.bloom + bi * wbytes)?)
+            u64::from(self.head.r32(g.bloom + bi * wbytes)?)
         };
         let b1 = gnu_hash & (word - 1);
         let b2 = (gnu_hash >> g.bloom_shift) & (word - 1);
@@ -505,24 +494,17 @@ impl DynSyms {
             if !self.bloom_may_contain(g, gnu_hash)? {
                 return None;
             }
-            let at = g.buckets + u64::from(gnu_hash % g.nbuckets) * 4;
-            let bucket = match self.gnu_buckets.get() {
-                Some(t) => t.r32(at)?,
-                None => u32::from_le_bytes(self.img.read(at, 4)?[..].try_into().ok()?),
-            };
+            let bucket = self
+                .head
+                .r32(g.buckets + u64::from(gnu_hash % g.nbuckets) * 4)?;
             if bucket == 0 || bucket < g.symoffset {
                 return None;
             }
-            let mut window = None;
             let end = u64::from(bucket) + self.nsyms.max(1);
             for idx in u64::from(bucket)..end {
-                let at = g.chain + (idx - u64::from(g.symoffset)) * 4;
-                let h = match self.gnu_chain.get() {
-                    Some(t) => t.r32(at)?,
-                    None => window
-                        .get_or_insert_with(|| FileWindow::new(&self.img, 64))
-                        .u32_at(at)?,
-                };
+                let h = self
+                    .head
+                    .r32(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
                 if (h ^ gnu_hash) >> 1 == 0 {
                     if let Some(s) = self.check_match(idx, name, class) {
                         return Some(s);
@@ -630,9 +612,11 @@ impl DynSyms {
         if s.st_info >> 4 == STB_LOCAL || vis == STV_HIDDEN || vis == STV_INTERNAL {
             return None;
         }
-        if let (Some(g), Some(chain)) = (&self.gnu, self.gnu_chain.get()) {
+        if let Some(g) = &self.gnu {
             if idx >= u64::from(g.symoffset) {
-                let h = chain.r32(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
+                let h = self
+                    .head
+                    .r32(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
                 if !filter.may_contain(h) {
                     return None;
                 }
@@ -669,25 +653,76 @@ impl HashFilter {
     }
 }
 
-/// The number of symbols from a GNU hash table: the end of the chain of the highest bucket.
-fn gnu_nsyms(img: &ElfImage, g: &GnuHash) -> Option<u64> {
-    let buckets = img.read(g.buckets, u64::from(g.nbuckets) * 4)?;
-    let max = buckets
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        .max()?;
-    if max < g.symoffset {
-        return Some(u64::from(g.symoffset));
+/// The largest `.gnu.hash` (with the symbol table of a small object) read as one table.
+const GNU_HASH_MAX: u64 = 64 << 20;
+
+/// Read the GNU hash table at file offset `h` whole, with the symbol table after it when
+/// the strings follow at `strtab` (GNU ld's layout), and the number of symbols it implies:
+/// the end of the chain of the highest bucket. `None` if the table is damaged.
+fn read_gnu_hash(
+    img: &ElfImage,
+    h: u64,
+    symtab: u64,
+    strtab: u64,
+    is64: bool,
+) -> Option<(GnuHash, Table, Option<u64>)> {
+    // GNU ld's layout: the chains end where the symbol table starts.
+    let guess = if h < symtab && symtab <= strtab && strtab - h <= GNU_HASH_MAX {
+        strtab - h
+    } else if h < symtab && symtab - h <= GNU_HASH_MAX {
+        symtab - h
+    } else {
+        16 + 2048
+    };
+    let mut table = Table::read(img, h, guess);
+    let w = |t: &Table, i: u64| t.r32(h + 4 * i);
+    let (nbuckets, symoffset, bloom_size, bloom_shift) =
+        (w(&table, 0)?, w(&table, 1)?, w(&table, 2)?, w(&table, 3)?);
+    if !(nbuckets > 0 && bloom_size.is_power_of_two()) {
+        return None;
     }
-    let mut chain = FileWindow::new(img, 256);
-    let mut idx = u64::from(max);
-    loop {
-        let h = chain.u32_at(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
-        if h & 1 != 0 {
-            return Some(idx + 1);
+    let word = if is64 { 8 } else { 4 };
+    let bloom = h + 16;
+    let buckets = bloom + u64::from(bloom_size) * word;
+    let chain = buckets + u64::from(nbuckets) * 4;
+    // Read again, longer, when a part lies past what was read (not GNU ld's layout).
+    let reread = |t: &mut Table, end: u64| -> Option<()> {
+        if !t.covers(h, end.checked_sub(h)?) {
+            let want = end.checked_sub(h)?.max(2 * t.bytes.len() as u64);
+            if end > img.len() || want > GNU_HASH_MAX {
+                return None;
+            }
+            *t = Table::read(img, h, want);
         }
-        idx += 1;
-    }
+        Some(())
+    };
+    reread(&mut table, chain)?;
+    let max = (0..u64::from(nbuckets))
+        .filter_map(|i| table.r32(buckets + 4 * i))
+        .max()?;
+    let nsyms = if max < symoffset {
+        u64::from(symoffset)
+    } else {
+        let mut idx = u64::from(max);
+        loop {
+            let at = chain + (idx - u64::from(symoffset)) * 4;
+            reread(&mut table, at + 4)?;
+            if table.r32(at)? & 1 != 0 {
+                break idx + 1;
+            }
+            idx += 1;
+        }
+    };
+    let g = GnuHash {
+        nbuckets,
+        symoffset,
+        bloom_size,
+        bloom_shift,
+        bloom,
+        buckets,
+        chain,
+    };
+    Some((g, table, Some(nsyms)))
 }
 
 /// What the unique-symbol tables of an object depend on: the file (device, inode, size)
