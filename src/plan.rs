@@ -236,8 +236,10 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     let lazy = opts.lazy;
                     let prog = program.clone();
                     std::thread::spawn(move || {
-                        let a = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
+                        let (a, read) = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
                         let _ = ahead_tx.send(a);
+                        // Unmapped only now: the main thread need not wait for that.
+                        drop(read);
                     });
                     let graph = crate::deps::resolve_reporting(
                         &program,

@@ -315,7 +315,7 @@ fn loaded_unique_tables_ahead_equal_full_count() {
         let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None);
         let (tx, rx) = std::sync::mpsc::channel();
         let prog = program.clone();
-        let worker = std::thread::spawn(move || unique::unique_worker(rx, prog, true));
+        let worker = std::thread::spawn(move || unique::unique_worker(rx, prog, true).0);
         let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, tx).unwrap();
         let ahead = worker.join().unwrap();
         let inputs: Vec<_> = graph

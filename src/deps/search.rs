@@ -155,8 +155,11 @@ enum Found {
 
 pub(crate) struct Glibc<'e> {
     env: &'e LoaderEnv,
-    /// Where to report each object entered in the load list.
+    /// Where to report each object entered in the load list, and the reports not sent
+    /// yet: they go in batches, since waking the receiving thread costs more than the
+    /// report itself.
     found: Option<std::sync::mpsc::Sender<super::ObjectFound>>,
+    unsent: std::cell::RefCell<Vec<super::ObjectFound>>,
     abi: Abi,
     fs: Fs<'e>,
     hw: LoaderHwcaps,
@@ -238,6 +241,7 @@ impl<'e> Glibc<'e> {
         Glibc {
             env,
             found: None,
+            unsent: Default::default(),
             abi: env.abi,
             fs: Fs::new(env),
             hw,
@@ -303,14 +307,29 @@ impl<'e> Glibc<'e> {
 
     /// Tell the listener, if any, that object `i` entered the load list.
     fn report(&self, i: usize) {
-        if let Some(tx) = &self.found {
+        /// Reports per wake-up of the receiver.
+        const BATCH: usize = 16;
+        if self.found.is_some() {
             let o = &self.objs[i].dep;
-            let _ = tx.send(super::ObjectFound {
+            let mut unsent = self.unsent.borrow_mut();
+            unsent.push(super::ObjectFound {
                 index: i,
                 image: o.image.clone(),
                 dynamic: o.dynamic.clone(),
                 is_rtld: Some(i) == self.rtld_idx,
             });
+            if unsent.len() >= BATCH {
+                drop(unsent);
+                self.send_reports();
+            }
+        }
+    }
+
+    fn send_reports(&self) {
+        if let Some(tx) = &self.found {
+            for f in self.unsent.borrow_mut().drain(..) {
+                let _ = tx.send(f);
+            }
         }
     }
 
@@ -1135,6 +1154,7 @@ impl<'e> Glibc<'e> {
     }
 
     fn finish(mut self) -> DepGraph {
+        self.send_reports();
         self.found = None;
         DepGraph {
             objects: self.objs.into_iter().map(|o| o.dep).collect(),

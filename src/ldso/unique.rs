@@ -859,6 +859,10 @@ pub struct UniqueAhead {
     pub tables: Vec<u64>,
 }
 
+/// What [`unique_worker`] read (mappings of the objects' tables): dropping it unmaps them,
+/// so a thread hands the result on first and drops this after.
+pub struct TablesRead(#[allow(dead_code)] Scope);
+
 /// Read each object as the resolver reports it (`found`; the program's image is
 /// `program`), and when the load list is complete compute its unique-symbol tables.
 /// Meant for a second thread: the symbol tables are read while the main thread resolves
@@ -867,7 +871,7 @@ pub fn unique_worker(
     found: std::sync::mpsc::Receiver<crate::deps::ObjectFound>,
     program: Arc<ElfImage>,
     lazy: bool,
-) -> UniqueAhead {
+) -> (UniqueAhead, TablesRead) {
     let mut entries: Vec<Option<ScopeEntry>> = Vec::new();
     let mut keys: Vec<Option<ObjectKey>> = Vec::new();
     let mut rtld = usize::MAX;
@@ -890,8 +894,9 @@ pub fn unique_worker(
             keys[f.index] = Some(ObjectKey::new(&img, d));
         }
     }
-    let tables = Scope::from_entries(entries, rtld, lazy).tables();
-    UniqueAhead { keys, tables }
+    let scope = Scope::from_entries(entries, rtld, lazy);
+    let tables = scope.tables();
+    (UniqueAhead { keys, tables }, TablesRead(scope))
 }
 
 /// The unique-symbol tables of a program's load list: `objects` are the objects in
