@@ -14,6 +14,30 @@ fn main() {
     for i in 0..n {
         let ti = Instant::now();
         match what.as_str() {
+            "unique" => {
+                let g = elfmap::plan::dependencies(&target, &cfg, &machine)
+                    .unwrap()
+                    .unwrap();
+                let objs: Vec<_> = g
+                    .objects
+                    .iter()
+                    .map(|o| o.image.clone().zip(o.dynamic.clone()))
+                    .collect();
+                let rtld = g
+                    .objects
+                    .iter()
+                    .position(|o| o.path.to_string_lossy().contains("ld-linux"))
+                    .unwrap_or(usize::MAX);
+                let reps: u32 = std::env::var("REPS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(1);
+                let t = Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(elfmap::ldso::unique::unique_tables_of(&objs, rtld, true));
+                }
+                eprintln!("unique_tables_of {:?}", t.elapsed() / reps);
+            }
             "detect" => {
                 std::hint::black_box(elfmap::kernel::machine::MachineParams::detect());
             }

@@ -235,12 +235,13 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
                     let lazy = opts.lazy;
                     let prog = program.clone();
-                    std::thread::spawn(move || {
+                    let worker = std::thread::spawn(move || {
                         let (a, read) = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
                         let _ = ahead_tx.send(a);
                         // Unmapped only now: the main thread need not wait for that.
                         drop(read);
                     });
+                    on_another_cpu(&worker);
                     let graph = crate::deps::resolve_reporting(
                         &program,
                         Path::new(&target.filename),
@@ -307,4 +308,29 @@ pub fn dependencies(
     let env = LoaderEnv::from_env(abi, flavor, &config.envp(machine), config.root.clone());
     let as_execed = Path::new(&target.filename);
     crate::deps::resolve(&img, as_execed, &interp, &env).map(Some)
+}
+
+/// Move `thread` off the CPU we run on, when we may run on another. A new thread is often
+/// queued behind its creator, which here does not block until it needs the thread's
+/// result: on a 2-vCPU VM the worker then started 1-3 ms late in about a third of the runs,
+/// and pinning it elsewhere took 1.1 ms off the mean plan of gdb.
+fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: plain libc calls on a zeroed cpu_set_t and the live thread's pthread_t.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return;
+        }
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 || libc::CPU_COUNT(&set) < 2 {
+            return;
+        }
+        libc::CPU_CLR(cpu as usize, &mut set);
+        libc::pthread_setaffinity_np(
+            thread.as_pthread_t(),
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        );
+    }
 }
