@@ -227,16 +227,20 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     deps = Some(graph);
                 } else {
                     let opts = crate::ldso::RtldOptions::from_env(&req.envp);
-                    // The unique-symbol model reads every object's symbol table; a second
-                    // thread does it as the resolver reports the objects. It owns what it
-                    // reads and is not joined: it ends on its own once it has sent the
-                    // tables (releasing its tables after that is no reason to wait).
-                    let (found_tx, found_rx) = std::sync::mpsc::channel();
+                    // A second thread ([`helper`]) reads every object's symbol table for
+                    // the unique-symbol model as the resolver reports the objects, and opens
+                    // libraries ahead of the resolver. It owns what it reads and is not
+                    // joined: it ends on its own once it has sent the tables (releasing its
+                    // tables after that is no reason to wait).
+                    let (tx, rx) = std::sync::mpsc::channel();
                     let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
+                    let prefetch = std::sync::Arc::new(crate::deps::prefetch::Prefetch::default());
+                    let helper_env = env.clone();
+                    let helper_prefetch = prefetch.clone();
                     let lazy = opts.lazy;
                     let prog = program.clone();
                     let worker = std::thread::spawn(move || {
-                        let (a, read) = crate::ldso::unique::unique_worker(found_rx, prog, lazy);
+                        let (a, read) = helper(rx, &helper_env, &helper_prefetch, prog, lazy);
                         let _ = ahead_tx.send(a);
                         // Unmapped only now: the main thread need not wait for that.
                         drop(read);
@@ -247,7 +251,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                         Path::new(&target.filename),
                         &interp.requested,
                         &env,
-                        found_tx,
+                        crate::deps::Helper { tx, prefetch },
                     )?;
                     let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
                     // Entry: ld.so unmaps the cache; library constructors may then add
@@ -333,4 +337,62 @@ fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
             &set,
         );
     }
+}
+
+/// The helper thread of a glibc loaded-stage plan: it reads libraries ahead of the resolver
+/// when asked (first, as the resolver waits for those), and reads each object the resolver
+/// reports for the unique-symbol model, whose tables it computes once the list is complete
+/// (the receiver's sender dropped).
+pub fn helper(
+    rx: std::sync::mpsc::Receiver<crate::deps::Work>,
+    env: &crate::deps::LoaderEnv,
+    prefetch: &crate::deps::prefetch::Prefetch,
+    program: std::sync::Arc<crate::elf::ElfImage>,
+    lazy: bool,
+) -> (
+    crate::ldso::unique::UniqueAhead,
+    crate::ldso::unique::TablesRead,
+) {
+    use crate::deps::Work;
+    use std::sync::mpsc::TryRecvError;
+    let mut fs = crate::deps::Fs::new(env);
+    let mut scan = crate::ldso::unique::UniqueScan::new(program, lazy);
+    let mut later = std::collections::VecDeque::new();
+    // Paths to read, the latest asked for on top: the resolver works from the oldest.
+    let mut fetch: Vec<String> = Vec::new();
+    loop {
+        // Everything sent so far, then one piece of work: a report (the unique-symbol scan
+        // must not fall behind: its tables are wanted soon after the list is complete),
+        // else a path, with the time left.
+        let mut closed = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Work::Fetch(path)) => fetch.push(path),
+                Ok(Work::Found(found)) => later.push_back(*found),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed {
+            break;
+        }
+        if let Some(found) = later.pop_front() {
+            scan.add(found);
+        } else if let Some(path) = fetch.pop() {
+            prefetch.fetch(&mut fs, &path);
+        } else {
+            match rx.recv() {
+                Ok(Work::Fetch(path)) => fetch.push(path),
+                Ok(Work::Found(found)) => later.push_back(*found),
+                Err(_) => break,
+            }
+        }
+    }
+    for found in later {
+        scan.add(found);
+    }
+    scan.finish()
 }

@@ -288,12 +288,14 @@ fn entry_ls_heap_is_made_by_initializers() {
     );
 }
 
-/// The unique-symbol tables three ways: computed on the second thread while the resolver
-/// reports objects (what `plan` uses), computed afterwards from the load list, and from
-/// the full reference count without the early stop. C++ programs (apt, gdb) must need
-/// tables, C programs (ls) none; the maps themselves are checked by the plan-vs-run tests.
+/// The helper thread `plan` uses, checked against doing without: the load list it helps
+/// resolve (libraries opened ahead) equals the one resolved alone, and the unique-symbol
+/// tables it computes while the resolver reports objects equal those computed afterwards
+/// from the load list and those from the full reference count without the early stop.
+/// C++ programs (apt, gdb) must need tables, C programs (ls) none; the maps themselves are
+/// checked by the plan-vs-run tests.
 #[test]
-fn loaded_unique_tables_ahead_equal_full_count() {
+fn loaded_helper_thread_equals_resolving_alone() {
     use elfmap::deps::{Flavor, LoaderEnv};
     use elfmap::elf::ElfImage;
     use elfmap::ldso::unique;
@@ -314,10 +316,37 @@ fn loaded_unique_tables_ahead_equal_full_count() {
         let interp = elfmap::elf::check::interp_path(&program).unwrap().unwrap();
         let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None);
         let (tx, rx) = std::sync::mpsc::channel();
-        let prog = program.clone();
-        let worker = std::thread::spawn(move || unique::unique_worker(rx, prog, true).0);
-        let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, tx).unwrap();
+        let prefetch = Arc::new(elfmap::deps::prefetch::Prefetch::default());
+        let (prog, helper_env, helper_prefetch) = (program.clone(), env.clone(), prefetch.clone());
+        let worker = std::thread::spawn(move || {
+            elfmap::plan::helper(rx, &helper_env, &helper_prefetch, prog, true).0
+        });
+        let helper = elfmap::deps::Helper { tx, prefetch };
+        let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, helper).unwrap();
         let ahead = worker.join().unwrap();
+        let alone = elfmap::deps::resolve(&program, path, &interp, &env).unwrap();
+        let key = |g: &elfmap::deps::DepGraph| -> Vec<_> {
+            g.objects
+                .iter()
+                .map(|o| {
+                    let d = o
+                        .dynamic
+                        .as_ref()
+                        .map(|d| (d.needed.clone(), d.soname.clone()));
+                    (
+                        o.path.clone(),
+                        o.realpath.clone(),
+                        o.host_path.clone(),
+                        o.dev,
+                        o.ino,
+                        d,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(key(&graph), key(&alone), "{p}");
+        assert_eq!(graph.first_cache_use, alone.first_cache_use, "{p}");
+        assert_eq!(graph.warnings, alone.warnings, "{p}");
         let inputs: Vec<_> = graph
             .objects
             .iter()

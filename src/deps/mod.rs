@@ -18,6 +18,7 @@
 pub mod hwcaps;
 pub mod ldcache;
 pub(crate) mod musl;
+pub mod prefetch;
 pub mod search;
 
 use std::borrow::Cow;
@@ -251,18 +252,35 @@ pub struct ObjectFound {
     pub is_rtld: bool,
 }
 
-/// [`resolve`] for glibc programs, reporting each object on `found` as it enters the load
-/// list; the sender is dropped when the list is complete.
+/// What the glibc resolver hands a helper thread.
+#[derive(Debug)]
+pub enum Work {
+    /// An object entered the load list.
+    Found(Box<ObjectFound>),
+    /// Read this in-root path ahead of the resolver ([`prefetch::Prefetch::fetch`]).
+    Fetch(String),
+}
+
+/// A helper thread for the resolver: where its work goes, and the slots its readings of
+/// libraries go to.
+pub struct Helper {
+    pub tx: std::sync::mpsc::Sender<Work>,
+    pub prefetch: Arc<prefetch::Prefetch>,
+}
+
+/// [`resolve`] for glibc programs with a helper thread: each object is reported to it as it
+/// enters the load list, and it opens likely libraries ahead of the resolver. The sender
+/// is dropped when the list is complete.
 pub fn resolve_reporting(
     program: &ElfImage,
     program_path_as_execed: &Path,
     interp: &Path,
     env: &LoaderEnv,
-    found: std::sync::mpsc::Sender<ObjectFound>,
+    helper: Helper,
 ) -> Result<DepGraph> {
     match env.flavor {
         Flavor::Glibc => {
-            search::resolve_glibc(program, program_path_as_execed, interp, env, Some(found))
+            search::resolve_glibc(program, program_path_as_execed, interp, env, Some(helper))
         }
         Flavor::Musl => musl::resolve_musl(program, program_path_as_execed, interp, env),
     }

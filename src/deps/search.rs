@@ -155,11 +155,14 @@ enum Found {
 
 pub(crate) struct Glibc<'e> {
     env: &'e LoaderEnv,
-    /// Where to report each object entered in the load list, and the reports not sent
-    /// yet: they go in batches, since waking the receiving thread costs more than the
-    /// report itself.
-    found: Option<std::sync::mpsc::Sender<super::ObjectFound>>,
+    /// The helper thread: where each object entered in the load list is reported, and the
+    /// reports not sent yet (they go in batches, since waking the helper costs more than
+    /// the report itself); it also opens libraries ahead of us.
+    helper: Option<super::Helper>,
     unsent: std::cell::RefCell<Vec<super::ObjectFound>>,
+    /// What the helper read of the file `try_candidate` just took from it (path, dynamic
+    /// section, canonical path), for `dl_map_object_from_fd`.
+    fetched: Option<(String, DynamicInfo, Option<String>)>,
     abi: Abi,
     fs: Fs<'e>,
     hw: LoaderHwcaps,
@@ -177,6 +180,9 @@ pub(crate) struct Glibc<'e> {
     rtld: Option<Obj>,
     rtld_idx: Option<usize>,
     cache: CacheState,
+    /// What `cache_use` and the warnings become when the loader first consults the cache
+    /// (the file may be opened earlier, for the helper).
+    cache_opened: Option<(Option<CacheUse>, Option<String>)>,
     cache_use: Option<CacheUse>,
     cache_verified: bool,
     /// What `search_cache` needs to know about this loader and CPU.
@@ -199,14 +205,15 @@ pub(crate) fn resolve_glibc(
     exec_path: &Path,
     interp: &Path,
     env: &LoaderEnv,
-    found: Option<std::sync::mpsc::Sender<super::ObjectFound>>,
+    helper: Option<super::Helper>,
 ) -> Result<DepGraph> {
     let mut g = Glibc::new(env);
-    g.found = found;
+    g.helper = helper;
     g.setup_main(program, exec_path)?;
     g.setup_rtld(interp);
     g.dl_init_paths();
     g.preloads();
+    g.request_prefetch(0);
     g.dl_map_object_deps()?;
     Ok(g.finish())
 }
@@ -240,8 +247,9 @@ impl<'e> Glibc<'e> {
         };
         Glibc {
             env,
-            found: None,
+            helper: None,
             unsent: Default::default(),
+            fetched: None,
             abi: env.abi,
             fs: Fs::new(env),
             hw,
@@ -254,6 +262,7 @@ impl<'e> Glibc<'e> {
             rtld: None,
             rtld_idx: None,
             cache: CacheState::Unopened,
+            cache_opened: None,
             cache_use: None,
             cache_verified: false,
             cache_query,
@@ -309,7 +318,7 @@ impl<'e> Glibc<'e> {
     fn report(&self, i: usize) {
         /// Reports per wake-up of the receiver.
         const BATCH: usize = 16;
-        if self.found.is_some() {
+        if self.helper.is_some() {
             let o = &self.objs[i].dep;
             let mut unsent = self.unsent.borrow_mut();
             unsent.push(super::ObjectFound {
@@ -326,9 +335,51 @@ impl<'e> Glibc<'e> {
     }
 
     fn send_reports(&self) {
-        if let Some(tx) = &self.found {
+        if let Some(h) = &self.helper {
             for f in self.unsent.borrow_mut().drain(..) {
-                let _ = tx.send(f);
+                let _ = h.tx.send(super::Work::Found(Box::new(f)));
+            }
+        }
+    }
+
+    /// Ask the helper to open, ahead of us, the cache's answers for the DT_NEEDED names of
+    /// object `i` not loaded yet. Only while no path list comes before the cache
+    /// (LD_LIBRARY_PATH, DT_RPATH, DT_RUNPATH): the guesses are then nearly always right,
+    /// and a wrong one costs the helper's time only.
+    fn request_prefetch(&mut self, i: usize) {
+        if self.helper.is_none()
+            || self.env.ld_library_path.is_some()
+            || self.objs.iter().any(|o| {
+                o.dynamic()
+                    .is_some_and(|d| d.rpath.is_some() || d.runpath.is_some())
+            })
+        {
+            return;
+        }
+        let needed: Vec<String> = match self.objs[i].dynamic() {
+            Some(d) => d.needed.clone(),
+            None => return,
+        };
+        self.open_cache();
+        let CacheState::Open(cache) = &self.cache else {
+            return;
+        };
+        let Some(helper) = &self.helper else { return };
+        for name in needed {
+            // find_loaded() without its effects.
+            let loaded = self
+                .objs
+                .iter()
+                .chain(&self.rtld)
+                .any(|o| o.name_match(&name) || o.dep.soname.as_deref() == Some(&name));
+            if name.contains('/') || name.contains('$') || loaded {
+                continue;
+            }
+            if let Some(path) = cache.lookup(&name, &self.cache_query) {
+                let path = String::from_utf8_lossy(path).into_owned();
+                if helper.prefetch.request(&path) {
+                    let _ = helper.tx.send(super::Work::Fetch(path));
+                }
             }
         }
     }
@@ -669,6 +720,24 @@ impl<'e> Glibc<'e> {
         preload: bool,
     ) -> std::result::Result<Option<Box<ElfImage>>, Error> {
         self.tried.push(path.to_string());
+        if let Some(f) = self.helper.as_ref().and_then(|h| h.prefetch.take(path)) {
+            let secure_preload_refused =
+                preload && self.env.secure && f.img.meta.permissions().mode() & libc::S_ISUID == 0;
+            if !secure_preload_refused
+                && matches!(
+                    verify_header(f.img.head(), f.img.len(), self.abi),
+                    Check::Ok
+                )
+            {
+                let super::prefetch::Fetched {
+                    img,
+                    dynamic,
+                    realpath,
+                } = *f;
+                self.fetched = Some((path.to_string(), dynamic, realpath));
+                return Ok(Some(Box::new(img)));
+            }
+        }
         match self.open_verify(path) {
             Verdict::Ok(img) => {
                 // open_path's extra check for preloads in secure mode: the set-user-ID bit.
@@ -745,41 +814,57 @@ impl<'e> Glibc<'e> {
         Ok(Found::No)
     }
 
+    /// Open (map) `/etc/ld.so.cache` if not done yet; what the loader's first use of it
+    /// will record waits in `cache_opened`.
+    fn open_cache(&mut self) {
+        if !matches!(self.cache, CacheState::Unopened) {
+            return;
+        }
+        let host = self.fs.host(LD_SO_CACHE).into_owned();
+        let (state, opened) = match LdCache::open(&host) {
+            Ok(c) => {
+                let used = CacheUse {
+                    path: PathBuf::from(LD_SO_CACHE),
+                    host_path: host,
+                    size: c.size,
+                    dev: c.dev,
+                    ino: c.ino,
+                    valid: true,
+                };
+                (CacheState::Open(c), (Some(used), None))
+            }
+            Err(e) => match std::fs::metadata(&host) {
+                Ok(m) => {
+                    let used = CacheUse {
+                        path: PathBuf::from(LD_SO_CACHE),
+                        host_path: host.clone(),
+                        size: m.len(),
+                        dev: m.dev(),
+                        ino: m.ino(),
+                        valid: false,
+                    };
+                    (
+                        CacheState::Absent,
+                        (Some(used), Some(format!("{e}: ld.so ignores the cache"))),
+                    )
+                }
+                Err(_) => (CacheState::Absent, (None, None)),
+            },
+        };
+        self.cache = state;
+        self.cache_opened = Some(opened);
+    }
+
     /// The cache step of `_dl_map_object`: `_dl_load_cache_lookup()` (mapping the cache on
     /// first use), the DF_1_NODEFLIB filter, then `open_verify` of the answer.
     fn search_cache(&mut self, name: &str, loader: usize, preload: bool) -> Result<Found> {
         if self.first_cache_use.is_none() {
             self.first_cache_use = Some(self.objs.len());
         }
-        if let CacheState::Unopened = self.cache {
-            let host = self.fs.host(LD_SO_CACHE).into_owned();
-            self.cache = match LdCache::open(&host) {
-                Ok(c) => {
-                    self.cache_use = Some(CacheUse {
-                        path: PathBuf::from(LD_SO_CACHE),
-                        host_path: host,
-                        size: c.size,
-                        dev: c.dev,
-                        ino: c.ino,
-                        valid: true,
-                    });
-                    CacheState::Open(c)
-                }
-                Err(e) => {
-                    if let Ok(m) = std::fs::metadata(&host) {
-                        self.cache_use = Some(CacheUse {
-                            path: PathBuf::from(LD_SO_CACHE),
-                            host_path: host.clone(),
-                            size: m.len(),
-                            dev: m.dev(),
-                            ino: m.ino(),
-                            valid: false,
-                        });
-                        self.warnings.push(format!("{e}: ld.so ignores the cache"));
-                    }
-                    CacheState::Absent
-                }
-            };
+        self.open_cache();
+        if let Some((used, warning)) = self.cache_opened.take() {
+            self.cache_use = used;
+            self.warnings.extend(warning);
         }
         let CacheState::Open(cache) = &self.cache else {
             return Ok(Found::No);
@@ -960,6 +1045,8 @@ impl<'e> Glibc<'e> {
         img: Box<ElfImage>,
         via: FoundVia,
     ) -> Result<Mapped> {
+        // What the helper read of this file, if it was the one `try_candidate` took.
+        let fetched = self.fetched.take().filter(|(p, ..)| *p == realname);
         let id = (img.meta.dev(), img.meta.ino());
         if let Some(i) = self.objs.iter().position(|o| o.file_id == Some(id)) {
             let o = &mut self.objs[i];
@@ -982,7 +1069,10 @@ impl<'e> Glibc<'e> {
         if img.e_type() != ET_DYN {
             return fail("cannot dynamically load executable");
         }
-        let dynamic = read_dynamic(&img)?;
+        let (dynamic, fetched_realpath) = match fetched {
+            Some((_, d, r)) => (Some(d), r),
+            None => (read_dynamic(&img)?, None),
+        };
         let Some(dynamic) = dynamic else {
             return fail("object file has no dynamic section");
         };
@@ -1000,7 +1090,11 @@ impl<'e> Glibc<'e> {
             }
         };
         let origin = Some(origin_of(&abs));
-        let (realpath, host_path) = match self.fs.realpath(&realname) {
+        let realpath = match fetched_realpath {
+            Some(r) => Ok(r),
+            None => self.fs.realpath(&realname),
+        };
+        let (realpath, host_path) = match realpath {
             Ok(r) => {
                 let h = self.fs.host(&r).into_owned();
                 (PathBuf::from(r), h)
@@ -1037,6 +1131,7 @@ impl<'e> Glibc<'e> {
             runpath: PathList::Unset,
         });
         self.report(idx);
+        self.request_prefetch(idx);
         Ok(Mapped::Obj { idx })
     }
 
@@ -1155,7 +1250,7 @@ impl<'e> Glibc<'e> {
 
     fn finish(mut self) -> DepGraph {
         self.send_reports();
-        self.found = None;
+        self.helper = None;
         DepGraph {
             objects: self.objs.into_iter().map(|o| o.dep).collect(),
             missing: self.missing,

@@ -303,7 +303,7 @@ struct Rtld<'g> {
     /// The path the program's file was opened at, when its image came from the kernel model.
     main_path: Option<PathBuf>,
     /// The unique-symbol tables a second thread computed while the resolver ran
-    /// ([`unique::unique_worker`]); used only if computed from the same objects.
+    /// ([`unique::UniqueScan`]); used only if computed from the same objects.
     unique_ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
 }
 

@@ -12,7 +12,7 @@
 //! GNU hash table and dynamic symbol table (for the unique definitions), and, only when
 //! some object defines a unique symbol (C++), the strings and relocations of the objects
 //! scanned, until the number of tables is certain ([`unique_tables_of`]). The plan does
-//! this on a second thread as the resolver finds objects ([`unique_worker`]).
+//! this on a second thread as the resolver finds objects ([`UniqueScan`]).
 //!
 //! Simplification: symbol versions are not compared (the first definition of the name in
 //! an object is taken), which matches every program checked; `DT_SYMBOLIC` scopes are not
@@ -859,44 +859,67 @@ pub struct UniqueAhead {
     pub tables: Vec<u64>,
 }
 
-/// What [`unique_worker`] read (mappings of the objects' tables): dropping it unmaps them,
+/// What [`UniqueScan`] read (mappings of the objects' tables): dropping it unmaps them,
 /// so a thread hands the result on first and drops this after.
 pub struct TablesRead(#[allow(dead_code)] Scope);
 
-/// Read each object as the resolver reports it (`found`; the program's image is
-/// `program`), and when the load list is complete compute its unique-symbol tables.
-/// Meant for a second thread: the symbol tables are read while the main thread resolves
-/// and maps.
-pub fn unique_worker(
-    found: std::sync::mpsc::Receiver<crate::deps::ObjectFound>,
+/// The unique-symbol model fed object by object as the resolver reports them
+/// ([`crate::deps::ObjectFound`]), for a second thread: the symbol tables are read while
+/// the main thread resolves and maps, and the tables computed once the list is complete.
+pub struct UniqueScan {
     program: Arc<ElfImage>,
     lazy: bool,
-) -> (UniqueAhead, TablesRead) {
-    let mut entries: Vec<Option<ScopeEntry>> = Vec::new();
-    let mut keys: Vec<Option<ObjectKey>> = Vec::new();
-    let mut rtld = usize::MAX;
-    let mut buf = Vec::new();
-    for f in found {
+    entries: Vec<Option<ScopeEntry>>,
+    keys: Vec<Option<ObjectKey>>,
+    rtld: usize,
+    buf: Vec<u8>,
+}
+
+impl UniqueScan {
+    /// For the program whose image is `program`, lazy binding on or off.
+    pub fn new(program: Arc<ElfImage>, lazy: bool) -> UniqueScan {
+        UniqueScan {
+            program,
+            lazy,
+            entries: Vec::new(),
+            keys: Vec::new(),
+            rtld: usize::MAX,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read the object the resolver just entered in the load list.
+    pub fn add(&mut self, f: crate::deps::ObjectFound) {
         let img = if f.index == 0 {
-            Some(program.clone())
+            Some(self.program.clone())
         } else {
             f.image
         };
         if f.is_rtld {
-            rtld = f.index;
+            self.rtld = f.index;
         }
-        if entries.len() <= f.index {
-            entries.resize_with(f.index + 1, || None);
-            keys.resize(f.index + 1, None);
+        if self.entries.len() <= f.index {
+            self.entries.resize_with(f.index + 1, || None);
+            self.keys.resize(f.index + 1, None);
         }
         if let (Some(img), Some(d)) = (img, f.dynamic) {
-            entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut buf));
-            keys[f.index] = Some(ObjectKey::new(&img, d));
+            self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.buf));
+            self.keys[f.index] = Some(ObjectKey::new(&img, d));
         }
     }
-    let scope = Scope::from_entries(entries, rtld, lazy);
-    let tables = scope.tables();
-    (UniqueAhead { keys, tables }, TablesRead(scope))
+
+    /// The list is complete: its tables, with what was read to compute them.
+    pub fn finish(self) -> (UniqueAhead, TablesRead) {
+        let scope = Scope::from_entries(self.entries, self.rtld, self.lazy);
+        let tables = scope.tables();
+        (
+            UniqueAhead {
+                keys: self.keys,
+                tables,
+            },
+            TablesRead(scope),
+        )
+    }
 }
 
 /// The unique-symbol tables of a program's load list: `objects` are the objects in

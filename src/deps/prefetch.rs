@@ -1,0 +1,94 @@
+//! Opening libraries ahead of the resolver, on a helper thread.
+//!
+//! The glibc resolver is a sequence of small system calls per library (open, fstat, three
+//! reads, one or two readlinks), about two thirds of its time. It knows early which paths it
+//! will probably open: when an object enters the load list, the cache answers for its
+//! DT_NEEDED names. It asks for those paths ([`Prefetch::request`]); a helper thread opens
+//! them and reads what the resolver would read ([`Prefetch::fetch`]), the latest asked for
+//! first, as the resolver takes them in the order asked; when the resolver gets to a path
+//! it takes the helper's result ([`Prefetch::take`]) or, if the helper is not done with it,
+//! does the work itself. Nothing the resolver decides depends on this: a
+//! path it never opens is simply not used, and anything the helper could not read is read
+//! again by the resolver, which then reports the error as usual.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Fs;
+use crate::elf::dynamic::{read_dynamic, DynamicInfo};
+use crate::elf::ElfImage;
+
+/// What the resolver reads of a library it opens: the image (ELF and program headers), the
+/// dynamic section, and the canonical in-root path.
+pub struct Fetched {
+    pub img: ElfImage,
+    pub dynamic: DynamicInfo,
+    /// `None` if canonicalizing failed (the resolver then tries again and reports why).
+    pub realpath: Option<String>,
+}
+
+enum Slot {
+    /// Asked for, not started.
+    Pending,
+    /// The helper is reading it.
+    Working,
+    Done(Box<Fetched>),
+    /// Taken by the resolver, or failed: the resolver reads it itself.
+    Gone,
+}
+
+/// The paths asked for and what the helper read of them.
+#[derive(Default)]
+pub struct Prefetch {
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Prefetch {
+    /// Ask for `realname` (an in-root path). True if it was not asked for before: the
+    /// caller then tells the helper.
+    pub(crate) fn request(&self, realname: &str) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.contains_key(realname) {
+            return false;
+        }
+        slots.insert(realname.to_string(), Slot::Pending);
+        true
+    }
+
+    /// The helper's reading of `realname`, if it is done; `None` if it was never asked
+    /// for, failed, or is not done (the helper's work is then wasted: waiting for another
+    /// thread costs more here than doing the reads).
+    pub(crate) fn take(&self, realname: &str) -> Option<Box<Fetched>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(slots.get_mut(realname)?, Slot::Gone) {
+            Slot::Done(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Helper thread: read `realname` as the resolver would (`fs` is the helper's own view
+    /// of the file system), unless the resolver got to it first.
+    pub(crate) fn fetch(&self, fs: &mut Fs, realname: &str) {
+        {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            match slots.get_mut(realname) {
+                Some(s @ Slot::Pending) => *s = Slot::Working,
+                _ => return,
+            }
+        }
+        let host = fs.host(realname).into_owned();
+        let fetched = ElfImage::open(&host).ok().and_then(|img| {
+            let dynamic = read_dynamic(&img).ok().flatten()?;
+            let realpath = fs.realpath(realname).ok();
+            Some(Box::new(Fetched {
+                img,
+                dynamic,
+                realpath,
+            }))
+        });
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s @ Slot::Working) = slots.get_mut(realname) {
+            *s = fetched.map_or(Slot::Gone, Slot::Done);
+        }
+    }
+}
