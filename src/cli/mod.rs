@@ -227,7 +227,8 @@ pub fn run() -> Result<ExitCode, CliError> {
                 );
             }
             match a.format {
-                Format::Maps => out.write_all(maps::render(&plan.mm).as_bytes())?,
+                // Already one buffer: written as it is, not copied into `out`'s.
+                Format::Maps => out.get_mut().write_all(maps::render(&plan.mm).as_bytes())?,
                 Format::Table => render::table::write(&plan, &maps::lines(&plan.mm), &mut out)?,
                 Format::Json => render::json::write(&plan, &maps::lines(&plan.mm), &mut out)?,
             }

@@ -362,21 +362,24 @@ impl DynSyms {
                 &point
             }
         };
+        let u32_at = |e: &[u8], i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
         if self.is64 {
+            let e = t.rd::<24>(o)?;
             Some(Sym {
-                st_name: t.r32(o)?,
-                st_info: t.rd::<1>(o + 4)?[0],
-                st_other: t.rd::<1>(o + 5)?[0],
-                st_shndx: u16::from_le_bytes(t.rd::<2>(o + 6)?),
-                st_value: t.r64(o + 8)?,
+                st_name: u32_at(&e, 0),
+                st_info: e[4],
+                st_other: e[5],
+                st_shndx: u16::from_le_bytes([e[6], e[7]]),
+                st_value: u64::from_le_bytes(e[8..16].try_into().expect("8 bytes")),
             })
         } else {
+            let e = t.rd::<16>(o)?;
             Some(Sym {
-                st_name: t.r32(o)?,
-                st_value: u64::from(t.r32(o + 4)?),
-                st_info: t.rd::<1>(o + 12)?[0],
-                st_other: t.rd::<1>(o + 13)?[0],
-                st_shndx: u16::from_le_bytes(t.rd::<2>(o + 14)?),
+                st_name: u32_at(&e, 0),
+                st_value: u64::from(u32_at(&e, 4)),
+                st_info: e[12],
+                st_other: e[13],
+                st_shndx: u16::from_le_bytes([e[14], e[15]]),
             })
         }
     }
@@ -697,8 +700,12 @@ fn read_gnu_hash(
         Some(())
     };
     reread(&mut table, chain)?;
-    let max = (0..u64::from(nbuckets))
-        .filter_map(|i| table.r32(buckets + 4 * i))
+    let start = usize::try_from(buckets - table.start).ok()?;
+    let max = table
+        .bytes
+        .get(start..start + 4 * nbuckets as usize)?
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .max()?;
     let nsyms = if max < symoffset {
         u64::from(symoffset)
