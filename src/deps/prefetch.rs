@@ -92,3 +92,52 @@ impl Prefetch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deps::{Flavor, LoaderEnv};
+    use crate::elf::Abi;
+
+    fn env() -> LoaderEnv {
+        LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &[], None)
+    }
+
+    /// What the helper reads is what the resolver would read itself; the resolver gets it
+    /// once, and a path the resolver took over or that failed is never read by the helper.
+    #[test]
+    fn prefetch_slots() {
+        let lib = "/lib/x86_64-linux-gnu/libc.so.6";
+        if !std::path::Path::new(lib).exists() {
+            eprintln!("skipped: no {lib}");
+            return;
+        }
+        let env = env();
+        let mut fs = Fs::new(&env);
+        let p = Prefetch::default();
+        assert!(p.request(lib));
+        assert!(!p.request(lib), "asked for twice");
+        p.fetch(&mut fs, lib);
+        let f = p.take(lib).expect("fetched");
+        let img = ElfImage::open(std::path::Path::new(lib)).unwrap();
+        assert_eq!(f.img.head(), img.head());
+        assert_eq!(Some(f.dynamic), read_dynamic(&img).unwrap());
+        assert_eq!(f.realpath, fs.realpath(lib).ok());
+        assert!(p.take(lib).is_none(), "taken twice");
+
+        // Taken over before the helper started: the helper leaves it alone.
+        let other = "/lib/x86_64-linux-gnu/libm.so.6";
+        assert!(p.request(other));
+        assert!(p.take(other).is_none());
+        p.fetch(&mut fs, other);
+        assert!(p.take(other).is_none());
+
+        // Not there: nothing to take, the resolver reports it itself.
+        let missing = "/nonexistent/libnothing.so.1";
+        assert!(p.request(missing));
+        p.fetch(&mut fs, missing);
+        assert!(p.take(missing).is_none());
+        // Never asked for.
+        assert!(p.take("/lib/x86_64-linux-gnu/libz.so.1").is_none());
+    }
+}
