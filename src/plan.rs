@@ -240,10 +240,14 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     let lazy = opts.lazy;
                     let prog = program.clone();
                     let worker = std::thread::spawn(move || {
-                        let (a, read) = helper(rx, &helper_env, &helper_prefetch, prog, lazy);
-                        let _ = ahead_tx.send(a);
-                        // Unmapped only now: the main thread need not wait for that.
-                        drop(read);
+                        let scan = crate::ldso::unique::UniqueScan::new(prog, lazy);
+                        if let Some((a, read)) =
+                            helper(rx, &helper_env, &helper_prefetch, Some(scan))
+                        {
+                            let _ = ahead_tx.send(a);
+                            // Unmapped only now: the main thread need not wait for that.
+                            drop(read);
+                        }
                     });
                     on_another_cpu(&worker);
                     let graph = crate::deps::resolve_reporting(
@@ -251,7 +255,11 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                         Path::new(&target.filename),
                         &interp.requested,
                         &env,
-                        crate::deps::Helper { tx, prefetch },
+                        crate::deps::Helper {
+                            tx,
+                            prefetch,
+                            report: true,
+                        },
                     )?;
                     let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
                     // Entry: ld.so unmaps the cache; library constructors may then add
@@ -311,7 +319,21 @@ pub fn dependencies(
     let flavor = Flavor::from_interp(&interp);
     let env = LoaderEnv::from_env(abi, flavor, &config.envp(machine), config.root.clone());
     let as_execed = Path::new(&target.filename);
-    crate::deps::resolve(&img, as_execed, &interp, &env).map(Some)
+    if flavor != Flavor::Glibc {
+        return crate::deps::resolve(&img, as_execed, &interp, &env).map(Some);
+    }
+    // A helper thread opens libraries ahead of the resolver, as for a plan ([`helper`]).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefetch = std::sync::Arc::new(crate::deps::prefetch::Prefetch::default());
+    let (helper_env, helper_prefetch) = (env.clone(), prefetch.clone());
+    let worker = std::thread::spawn(move || helper(rx, &helper_env, &helper_prefetch, None));
+    on_another_cpu(&worker);
+    let helper = crate::deps::Helper {
+        tx,
+        prefetch,
+        report: false,
+    };
+    crate::deps::resolve_reporting(&img, as_execed, &interp, &env, helper).map(Some)
 }
 
 /// Move `thread` off the CPU we run on, when we may run on another. A new thread is often
@@ -341,22 +363,20 @@ fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
 
 /// The helper thread of a glibc loaded-stage plan: it reads libraries ahead of the resolver
 /// when asked (first, as the resolver waits for those), and reads each object the resolver
-/// reports for the unique-symbol model, whose tables it computes once the list is complete
-/// (the receiver's sender dropped).
+/// reports for the unique-symbol model (`scan`), whose tables it computes once the list is
+/// complete (the receiver's sender dropped).
 pub fn helper(
     rx: std::sync::mpsc::Receiver<crate::deps::Work>,
     env: &crate::deps::LoaderEnv,
     prefetch: &crate::deps::prefetch::Prefetch,
-    program: std::sync::Arc<crate::elf::ElfImage>,
-    lazy: bool,
-) -> (
+    mut scan: Option<crate::ldso::unique::UniqueScan>,
+) -> Option<(
     crate::ldso::unique::UniqueAhead,
     crate::ldso::unique::TablesRead,
-) {
+)> {
     use crate::deps::Work;
     use std::sync::mpsc::TryRecvError;
     let mut fs = crate::deps::Fs::new(env);
-    let mut scan = crate::ldso::unique::UniqueScan::new(program, lazy);
     let mut later = std::collections::VecDeque::new();
     // Paths to read, the latest asked for on top: the resolver works from the oldest.
     let mut fetch: Vec<String> = Vec::new();
@@ -380,7 +400,9 @@ pub fn helper(
             break;
         }
         if let Some(found) = later.pop_front() {
-            scan.add(found);
+            if let Some(scan) = &mut scan {
+                scan.add(found);
+            }
         } else if let Some(path) = fetch.pop() {
             prefetch.fetch(&mut fs, &path);
         } else {
@@ -391,8 +413,9 @@ pub fn helper(
             }
         }
     }
+    let mut scan = scan?;
     for found in later {
         scan.add(found);
     }
-    scan.finish()
+    Some(scan.finish())
 }

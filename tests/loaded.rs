@@ -319,9 +319,16 @@ fn loaded_helper_thread_equals_resolving_alone() {
         let prefetch = Arc::new(elfmap::deps::prefetch::Prefetch::default());
         let (prog, helper_env, helper_prefetch) = (program.clone(), env.clone(), prefetch.clone());
         let worker = std::thread::spawn(move || {
-            elfmap::plan::helper(rx, &helper_env, &helper_prefetch, prog, true).0
+            let scan = unique::UniqueScan::new(prog, true);
+            elfmap::plan::helper(rx, &helper_env, &helper_prefetch, Some(scan))
+                .expect("tables")
+                .0
         });
-        let helper = elfmap::deps::Helper { tx, prefetch };
+        let helper = elfmap::deps::Helper {
+            tx,
+            prefetch,
+            report: true,
+        };
         let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, helper).unwrap();
         let ahead = worker.join().unwrap();
         let alone = elfmap::deps::resolve(&program, path, &interp, &env).unwrap();

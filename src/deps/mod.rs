@@ -266,6 +266,8 @@ pub enum Work {
 pub struct Helper {
     pub tx: std::sync::mpsc::Sender<Work>,
     pub prefetch: Arc<prefetch::Prefetch>,
+    /// Whether to report the objects ([`Work::Found`]), or only ask for paths.
+    pub report: bool,
 }
 
 /// [`resolve`] for glibc programs with a helper thread: each object is reported to it as it

@@ -318,7 +318,7 @@ impl<'e> Glibc<'e> {
     fn report(&self, i: usize) {
         /// Reports per wake-up of the receiver.
         const BATCH: usize = 16;
-        if self.helper.is_some() {
+        if self.helper.as_ref().is_some_and(|h| h.report) {
             let o = &self.objs[i].dep;
             let mut unsent = self.unsent.borrow_mut();
             unsent.push(super::ObjectFound {
