@@ -1,6 +1,7 @@
 #!/bin/bash
-# Benchmark: elfmap's whole plan as a process vs tools that only list dependencies
-# (ld.so --list, ldd, libtree), on the same programs, hot cache. Prints mean times and ratios.
+# Benchmark: elfmap's whole plan (and its dependency tree alone, `elfmap deps`) as a process
+# vs tools that only list dependencies (ld.so --list, ldd, libtree), on the same programs,
+# hot cache. Prints mean times and ratios.
 # Uses hyperfine (Debian package); `make bench` installs it and libtree.
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ m, lo = map(float, sys.argv[1].split(","))
 print(f"process start and exit alone (elfmap --version): {m*1000:.2f} ms (min {lo*1000:.2f} ms)")
 PY
 
-printf '%-16s %16s %16s %16s %16s   %s\n' program elfmap "ld.so --list" ldd libtree "ratios of means (tool / elfmap)"
+printf '%-16s %16s %16s %16s %16s %16s   %s\n' program "elfmap plan" "elfmap deps" "ld.so --list" ldd libtree "ratios of means (tool / elfmap plan)"
 echo "(mean ms, min in parentheses)"
 for p in $PROGRAMS; do
   [ -x "$p" ] || continue
@@ -32,18 +33,19 @@ for p in $PROGRAMS; do
   # elfmap must succeed at this stage, or the number means nothing.
   "$ELFMAP" plan --no-aslr --stage "$STAGE" "$p" >/dev/null
   hyperfine -N -w 20 -m 200 --export-json "$out/e.json" "$ELFMAP plan --no-aslr --stage $STAGE $p" >/dev/null 2>&1
+  hyperfine -N -w 20 -m 200 --export-json "$out/p.json" "$ELFMAP deps $p" >/dev/null 2>&1
   hyperfine -N -w 20 -m 200 --export-json "$out/l.json" "$LDSO --list $p" >/dev/null 2>&1
   hyperfine -w 5 -m 50 --export-json "$out/d.json" "ldd $p" >/dev/null 2>&1
   if command -v libtree >/dev/null; then
     hyperfine -N -w 20 -m 200 --export-json "$out/t.json" "libtree $p" >/dev/null 2>&1; t=$(mean "$out/t.json")
   else t=nan,nan; fi
-  e=$(mean "$out/e.json"); l=$(mean "$out/l.json"); d=$(mean "$out/d.json")
-  python3 - "$n" "$e" "$l" "$d" "$t" <<'PY'
+  e=$(mean "$out/e.json"); p=$(mean "$out/p.json"); l=$(mean "$out/l.json"); d=$(mean "$out/d.json")
+  python3 - "$n" "$e" "$p" "$l" "$d" "$t" <<'PY'
 import sys, math
 n = sys.argv[1]
-(e, emin), (l, lmin), (d, dmin), (t, tmin) = [tuple(map(float, a.split(","))) for a in sys.argv[2:]]
+(e, emin), (p, pmin), (l, lmin), (d, dmin), (t, tmin) = [tuple(map(float, a.split(","))) for a in sys.argv[2:]]
 ms = lambda x, lo: "n/a" if math.isnan(x) else f"{x*1000:.2f} ({lo*1000:.2f})"
 r = lambda x: "n/a" if math.isnan(x) else f"{x/e:.1f}x"
-print(f"{n:<16} {ms(e, emin):>16} {ms(l, lmin):>16} {ms(d, dmin):>16} {ms(t, tmin):>16}   ld.so {r(l)}, ldd {r(d)}, libtree {r(t)}")
+print(f"{n:<16} {ms(e, emin):>16} {ms(p, pmin):>16} {ms(l, lmin):>16} {ms(d, dmin):>16} {ms(t, tmin):>16}   ld.so {r(l)}, ldd {r(d)}, libtree {r(t)}")
 PY
 done
