@@ -239,8 +239,11 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     let helper_prefetch = prefetch.clone();
                     let lazy = opts.lazy;
                     let prog = program.clone();
+                    let ndx = std::sync::Arc::new(crate::ldso::versions::NdxAhead::default());
+                    let helper_ndx = ndx.clone();
                     let worker = std::thread::spawn(move || {
-                        let scan = crate::ldso::unique::UniqueScan::new(prog, lazy);
+                        let scan = crate::ldso::unique::UniqueScan::new(prog, lazy)
+                            .with_versions(helper_ndx);
                         if let Some((a, read)) =
                             helper(rx, &helper_env, &helper_prefetch, Some(scan))
                         {
@@ -261,7 +264,11 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                             report: true,
                         },
                     )?;
-                    let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead_rx))?;
+                    let ahead = crate::ldso::Ahead {
+                        unique: ahead_rx,
+                        ndx,
+                    };
+                    let loaded = crate::ldso::dl_main(&exec, &graph, &env, opts, Some(ahead))?;
                     // Entry: ld.so unmaps the cache; library constructors may then add
                     // mappings (a [heap] most often) that are not predicted.
                     mm = if config.stage == Stage::Loaded {

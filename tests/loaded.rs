@@ -289,7 +289,8 @@ fn entry_ls_heap_is_made_by_initializers() {
 }
 
 /// The helper thread `plan` uses, checked against doing without: the load list it helps
-/// resolve (libraries opened ahead) equals the one resolved alone, and the unique-symbol
+/// resolve (libraries opened ahead) equals the one resolved alone, the version-array sizes
+/// it computes equal those read directly, and the unique-symbol
 /// tables it computes while the resolver reports objects equal those computed afterwards
 /// from the load list and those from the full reference count without the early stop.
 /// C++ programs (apt, gdb) must need tables, C programs (ls) none; the maps themselves are
@@ -318,8 +319,10 @@ fn loaded_helper_thread_equals_resolving_alone() {
         let (tx, rx) = std::sync::mpsc::channel();
         let prefetch = Arc::new(elfmap::deps::prefetch::Prefetch::default());
         let (prog, helper_env, helper_prefetch) = (program.clone(), env.clone(), prefetch.clone());
+        let ndx = Arc::new(elfmap::ldso::versions::NdxAhead::default());
+        let helper_ndx = ndx.clone();
         let worker = std::thread::spawn(move || {
-            let scan = unique::UniqueScan::new(prog, true);
+            let scan = unique::UniqueScan::new(prog, true).with_versions(helper_ndx);
             elfmap::plan::helper(rx, &helper_env, &helper_prefetch, Some(scan))
                 .expect("tables")
                 .0
@@ -354,6 +357,18 @@ fn loaded_helper_thread_equals_resolving_alone() {
         assert_eq!(key(&graph), key(&alone), "{p}");
         assert_eq!(graph.first_cache_use, alone.first_cache_use, "{p}");
         assert_eq!(graph.warnings, alone.warnings, "{p}");
+        // The version-array sizes it computed are those read directly.
+        for (i, o) in graph.objects.iter().enumerate() {
+            let img = if i == 0 {
+                Some(&program)
+            } else {
+                o.image.as_ref()
+            };
+            if let (Some(img), Some(d)) = (img, &o.dynamic) {
+                let direct = elfmap::ldso::versions::version_ndx_high(img, d);
+                assert_eq!(ndx.get(i, img), Some(direct), "{p}: object {i}");
+            }
+        }
         let inputs: Vec<_> = graph
             .objects
             .iter()

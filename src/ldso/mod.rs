@@ -305,6 +305,15 @@ struct Rtld<'g> {
     /// The unique-symbol tables a second thread computed while the resolver ran
     /// ([`unique::UniqueScan`]); used only if computed from the same objects.
     unique_ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
+    /// The version-array sizes it computed.
+    ndx_ahead: Option<Arc<versions::NdxAhead>>,
+}
+
+/// What a helper thread computes for `dl_main` while the resolver runs: the unique-symbol
+/// tables (sent when the load list is complete) and each object's version-array size.
+pub struct Ahead {
+    pub unique: std::sync::mpsc::Receiver<unique::UniqueAhead>,
+    pub ndx: Arc<versions::NdxAhead>,
 }
 
 fn mm_err(path: &Path, e: MmError) -> Error {
@@ -318,7 +327,7 @@ pub fn dl_main(
     graph: &DepGraph,
     env: &LoaderEnv,
     opts: RtldOptions,
-    ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
+    ahead: Option<Ahead>,
 ) -> Result<Loaded> {
     let program_path = exec.program_file.path.clone();
     let interp = exec
@@ -456,7 +465,7 @@ fn dl_main_common(
     opts: RtldOptions,
     rtld_start: RtldStart,
     invocation: Invocation,
-    ahead: Option<std::sync::mpsc::Receiver<unique::UniqueAhead>>,
+    ahead: Option<Ahead>,
 ) -> Result<Loaded> {
     let program_path = exec.program_file.path.clone();
     if let Some(m) = graph.missing.first() {
@@ -617,8 +626,12 @@ fn dl_main_common(
         invocation,
         main_path: None,
         unique_ahead: None,
+        ndx_ahead: None,
     };
-    rt.unique_ahead = ahead;
+    if let Some(a) = ahead {
+        rt.unique_ahead = Some(a.unique);
+        rt.ndx_ahead = Some(a.ndx);
+    }
     rt.run(exec)?;
     Ok(rt.finish())
 }
@@ -1431,7 +1444,9 @@ impl Rtld<'_> {
                     let (Some(img), Some(d)) = (o.img.as_ref(), o.dynamic.as_ref()) else {
                         continue;
                     };
-                    (versions::version_ndx_high(img, d), o.l_name.clone())
+                    let ahead = self.ndx_ahead.as_ref().and_then(|a| a.get(i, img));
+                    let ndx = ahead.unwrap_or_else(|| versions::version_ndx_high(img, d));
+                    (ndx, o.l_name.clone())
                 }
             };
             if ndx > 0 {

@@ -875,6 +875,8 @@ pub struct TablesRead(#[allow(dead_code)] Scope);
 /// the main thread resolves and maps, and the tables computed once the list is complete.
 pub struct UniqueScan {
     program: Arc<ElfImage>,
+    /// Where each object's version-array size goes, if wanted.
+    ndx: Option<Arc<crate::ldso::versions::NdxAhead>>,
     lazy: bool,
     entries: Vec<Option<ScopeEntry>>,
     keys: Vec<Option<ObjectKey>>,
@@ -887,12 +889,20 @@ impl UniqueScan {
     pub fn new(program: Arc<ElfImage>, lazy: bool) -> UniqueScan {
         UniqueScan {
             program,
+            ndx: None,
             lazy,
             entries: Vec::new(),
             keys: Vec::new(),
             rtld: usize::MAX,
             buf: Vec::new(),
         }
+    }
+
+    /// Also compute each object's `ndx_high` ([`crate::ldso::versions::version_ndx_high`])
+    /// into `ndx`, while its file is being read anyway.
+    pub fn with_versions(mut self, ndx: Arc<crate::ldso::versions::NdxAhead>) -> UniqueScan {
+        self.ndx = Some(ndx);
+        self
     }
 
     /// Read the object the resolver just entered in the load list.
@@ -910,6 +920,13 @@ impl UniqueScan {
             self.keys.resize(f.index + 1, None);
         }
         if let (Some(img), Some(d)) = (img, f.dynamic) {
+            if let Some(ndx) = &self.ndx {
+                ndx.put(
+                    f.index,
+                    &img,
+                    crate::ldso::versions::version_ndx_high(&img, &d),
+                );
+            }
             self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.buf));
             self.keys[f.index] = Some(ObjectKey::new(&img, d));
         }

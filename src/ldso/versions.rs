@@ -13,6 +13,35 @@ use crate::elf::{ElfImage, FileWindow};
 /// How many entries a walk follows at most (hostile tables can loop).
 const MAX_ENTRIES: usize = 1 << 16;
 
+/// `ndx_high` of the objects of a load list, computed on the helper thread as the resolver
+/// reports them (by load-list position, with the image each was computed from), for the
+/// loader model to take instead of reading the tables again.
+#[derive(Default)]
+pub struct NdxAhead(std::sync::Mutex<Vec<Option<NdxOf>>>);
+
+/// An object's `ndx_high` and the image it was read from.
+type NdxOf = (std::sync::Arc<ElfImage>, u32);
+
+impl NdxAhead {
+    /// Record `ndx` for the object at `index`, read from `img`.
+    pub fn put(&self, index: usize, img: &std::sync::Arc<ElfImage>, ndx: u32) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() <= index {
+            v.resize(index + 1, None);
+        }
+        v[index] = Some((img.clone(), ndx));
+    }
+
+    /// `ndx_high` of the object at `index` if it was computed from this very image.
+    pub fn get(&self, index: usize, img: &std::sync::Arc<ElfImage>) -> Option<u32> {
+        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match v.get(index)? {
+            Some((i, n)) if std::sync::Arc::ptr_eq(i, img) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
 /// `ndx_high` of an object: the largest version index its DT_VERNEED and DT_VERDEF
 /// tables use, 0 if it has neither.
 pub fn version_ndx_high(img: &ElfImage, dynamic: &DynamicInfo) -> u32 {
