@@ -327,9 +327,9 @@ fn loaded_helper_thread_equals_resolving_alone() {
                 .expect("tables")
                 .0
         });
-        let helper = elfmap::deps::Helper {
-            tx,
-            prefetch,
+        let helper = elfmap::deps::HelperStart {
+            spawn: Box::new(move || elfmap::deps::Helper { tx, prefetch }),
+            after: 0,
             report: true,
         };
         let graph = elfmap::deps::resolve_reporting(&program, path, &interp, &env, helper).unwrap();

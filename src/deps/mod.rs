@@ -266,19 +266,28 @@ pub enum Work {
 pub struct Helper {
     pub tx: std::sync::mpsc::Sender<Work>,
     pub prefetch: Arc<prefetch::Prefetch>,
+}
+
+/// How the resolver gets its helper: started only once the load list holds `after`
+/// objects (a thread costs about 0.1 ms here, more than it saves on a short list), then
+/// told about every object so far if `report`.
+pub struct HelperStart<'a> {
+    pub spawn: Box<dyn FnOnce() -> Helper + 'a>,
+    pub after: usize,
     /// Whether to report the objects ([`Work::Found`]), or only ask for paths.
     pub report: bool,
 }
 
-/// [`resolve`] for glibc programs with a helper thread: each object is reported to it as it
-/// enters the load list, and it opens likely libraries ahead of the resolver. The sender
-/// is dropped when the list is complete.
-pub fn resolve_reporting(
+/// [`resolve`] for glibc programs with a helper thread (started when the list grows long
+/// enough, never for a short one): each object is reported to it as it enters the load
+/// list, and it opens likely libraries ahead of the resolver. The sender is dropped when
+/// the list is complete.
+pub fn resolve_reporting<'a>(
     program: &ElfImage,
     program_path_as_execed: &Path,
     interp: &Path,
-    env: &LoaderEnv,
-    helper: Helper,
+    env: &'a LoaderEnv,
+    helper: HelperStart<'a>,
 ) -> Result<DepGraph> {
     match env.flavor {
         Flavor::Glibc => {

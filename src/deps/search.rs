@@ -159,7 +159,11 @@ pub(crate) struct Glibc<'e> {
     /// reports not sent yet (they go in batches, since waking the helper costs more than
     /// the report itself); it also opens libraries ahead of us.
     helper: Option<super::Helper>,
-    unsent: std::cell::RefCell<Vec<super::ObjectFound>>,
+    /// How to start it, until it is.
+    start: Option<super::HelperStart<'e>>,
+    /// Whether objects are reported (kept in `unsent` until the helper runs).
+    reports: bool,
+    unsent: Vec<super::ObjectFound>,
     /// What the helper read of the file `try_candidate` just took from it (path, dynamic
     /// section, canonical path), for `dl_map_object_from_fd`.
     fetched: Option<(String, DynamicInfo, Option<String>)>,
@@ -200,15 +204,16 @@ pub(crate) struct Glibc<'e> {
 
 /// Models glibc 2.36 `dl_main`'s loading part for a program the kernel started: main map,
 /// `_dl_init_paths`, LD_PRELOAD, /etc/ld.so.preload, `_dl_map_object_deps`.
-pub(crate) fn resolve_glibc(
+pub(crate) fn resolve_glibc<'e>(
     program: &ElfImage,
     exec_path: &Path,
     interp: &Path,
-    env: &LoaderEnv,
-    helper: Option<super::Helper>,
+    env: &'e LoaderEnv,
+    helper: Option<super::HelperStart<'e>>,
 ) -> Result<DepGraph> {
     let mut g = Glibc::new(env);
-    g.helper = helper;
+    g.reports = helper.as_ref().is_some_and(|h| h.report);
+    g.start = helper;
     g.setup_main(program, exec_path)?;
     g.setup_rtld(interp);
     g.dl_init_paths();
@@ -248,7 +253,9 @@ impl<'e> Glibc<'e> {
         Glibc {
             env,
             helper: None,
-            unsent: Default::default(),
+            start: None,
+            reports: false,
+            unsent: Vec::new(),
             fetched: None,
             abi: env.abi,
             fs: Fs::new(env),
@@ -314,29 +321,37 @@ impl<'e> Glibc<'e> {
         Ok(())
     }
 
-    /// Tell the listener, if any, that object `i` entered the load list.
-    fn report(&self, i: usize) {
-        /// Reports per wake-up of the receiver.
+    /// Tell the helper, if any, that object `i` entered the load list; start it when the
+    /// list has grown long enough.
+    fn report(&mut self, i: usize) {
+        /// Reports per wake-up of the helper.
         const BATCH: usize = 16;
-        if self.helper.as_ref().is_some_and(|h| h.report) {
+        if self.reports {
             let o = &self.objs[i].dep;
-            let mut unsent = self.unsent.borrow_mut();
-            unsent.push(super::ObjectFound {
+            self.unsent.push(super::ObjectFound {
                 index: i,
                 image: o.image.clone(),
                 dynamic: o.dynamic.clone(),
                 is_rtld: Some(i) == self.rtld_idx,
             });
-            if unsent.len() >= BATCH {
-                drop(unsent);
-                self.send_reports();
+        }
+        if self
+            .start
+            .as_ref()
+            .is_some_and(|s| self.objs.len() >= s.after)
+        {
+            if let Some(start) = self.start.take() {
+                self.helper = Some((start.spawn)());
             }
+        }
+        if self.unsent.len() >= BATCH {
+            self.send_reports();
         }
     }
 
-    fn send_reports(&self) {
+    fn send_reports(&mut self) {
         if let Some(h) = &self.helper {
-            for f in self.unsent.borrow_mut().drain(..) {
+            for f in self.unsent.drain(..) {
                 let _ = h.tx.send(super::Work::Found(Box::new(f)));
             }
         }
@@ -1251,6 +1266,7 @@ impl<'e> Glibc<'e> {
     fn finish(mut self) -> DepGraph {
         self.send_reports();
         self.helper = None;
+        self.start = None;
         DepGraph {
             objects: self.objs.into_iter().map(|o| o.dep).collect(),
             missing: self.missing,
