@@ -610,23 +610,25 @@ impl DynSyms {
         filter: &HashFilter,
         defined: &NameSet,
     ) -> Option<Cow<'_, [u8]>> {
-        let s = self.sym(idx)?;
-        let vis = s.st_other & 3;
-        if s.st_info >> 4 == STB_LOCAL || vis == STV_HIDDEN || vis == STV_INTERNAL {
-            return None;
-        }
+        let looked_up = |s: &Sym| {
+            let vis = s.st_other & 3;
+            s.st_info >> 4 != STB_LOCAL && vis != STV_HIDDEN && vis != STV_INTERNAL
+        };
         if let Some(g) = &self.gnu {
             if idx >= u64::from(g.symoffset) {
+                // The hash first: it rejects nearly every symbol without reading it.
                 let h = self
                     .head
                     .r32(g.chain + (idx - u64::from(g.symoffset)) * 4)?;
                 if !filter.may_contain(h) {
                     return None;
                 }
+                let s = self.sym(idx).filter(looked_up)?;
                 return self.name(s.st_name);
             }
         }
         // No hash at hand: the name set itself is the cheapest test.
+        let s = self.sym(idx).filter(looked_up)?;
         let name = self.name(s.st_name)?;
         defined.contains(&*name).then_some(name)
     }
