@@ -1,9 +1,9 @@
 //! ELF reading: the file's first bytes, goblin's header and program-header parsers, and
 //! `pread` of the few further ranges placement needs (the dynamic section, its strings, the
-//! version tables; the symbol tables only for C++ unique symbols). A file costs one `open`,
-//! one `fstat` and a few small reads: no mapping, so no page faults and no `munmap`, which
-//! on this kind of workload (dozens of files, a few kilobytes each) cost several times more
-//! than the reads.
+//! version tables). A file costs one `open`, one `fstat` and a few small reads: small ranges
+//! are not mapped, since a mapping's fault and `munmap` cost several times more than such a
+//! read. Large ranges read densely (the hash and symbol tables of the unique-symbol model)
+//! are mapped instead ([`ElfImage::map_upto`]): `pread` copies them slowly into fresh pages.
 
 pub mod check;
 pub mod dynamic;
