@@ -190,6 +190,24 @@ impl Table {
     }
 }
 
+/// A reused buffer holding a range of the current object's file (`start`: its file
+/// offset): its symbol table is scanned from here when it is small, so that it costs no
+/// fresh memory; only the hash table is kept.
+#[derive(Default)]
+struct Scratch {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Scratch {
+    /// Bytes `[off, off+len)` if they are in the buffer.
+    fn get(&self, off: u64, len: u64) -> Option<&[u8]> {
+        let o = usize::try_from(off.checked_sub(self.start)?).ok()?;
+        self.bytes
+            .get(o..o.checked_add(usize::try_from(len).ok()?)?)
+    }
+}
+
 /// An object's dynamic symbols and relocations.
 ///
 /// Most objects are only asked which unique symbols they define (one pass over the symbol
@@ -254,7 +272,12 @@ fn dl_elf_hash(s: &[u8]) -> u32 {
 impl DynSyms {
     /// Read the hash-table heads of `img`, whose dynamic section is `dynamic`; `None` if
     /// it has no symbol table (nothing to look up).
-    pub fn new(img: &Arc<ElfImage>, dynamic: &DynamicInfo, is_executable: bool) -> Option<DynSyms> {
+    fn new(
+        img: &Arc<ElfImage>,
+        dynamic: &DynamicInfo,
+        is_executable: bool,
+        scratch: &mut Scratch,
+    ) -> Option<DynSyms> {
         let is64 = img.is_64();
         let t = &dynamic.tables;
         let off = |v: Option<u64>| v.and_then(|v| vaddr_to_offset(img, v));
@@ -262,7 +285,7 @@ impl DynSyms {
         let strtab = off((dynamic.strtab != 0).then_some(dynamic.strtab))?;
         let strsz = dynamic.strsz;
         let (gnu, head, gnu_nsyms) = match off(t.gnu_hash) {
-            Some(h) => match read_gnu_hash(img, h, symtab_off, strtab, is64) {
+            Some(h) => match read_gnu_hash(img, h, symtab_off, strtab, is64, scratch) {
                 Some((g, head, n)) => (Some(g), head, n),
                 None => (None, Table::empty(), None),
             },
@@ -405,7 +428,7 @@ impl DynSyms {
 
     /// The names of the unique symbols this object defines, added to `out`; `buf` is a
     /// scratch buffer for the symbol table.
-    fn unique_definitions(&self, out: &mut NameSet, buf: &mut Vec<u8>) {
+    fn unique_definitions(&self, out: &mut NameSet, scratch: &mut Scratch) {
         let first = self.gnu.as_ref().map_or(1, |g| u64::from(g.symoffset));
         // Only st_info and st_shndx are looked at before a match.
         let esz = self.sym_size();
@@ -428,9 +451,11 @@ impl DynSyms {
             return;
         };
         let len = self.nsyms.saturating_sub(first).saturating_mul(esz);
-        let in_head = self.head.covers(start, len).then(|| {
-            let o = (start - self.head.start) as usize;
-            &self.head.bytes[o..o + len as usize]
+        let in_head = scratch.get(start, len).or_else(|| {
+            self.head.covers(start, len).then(|| {
+                let o = (start - self.head.start) as usize;
+                &self.head.bytes[o..o + len as usize]
+            })
         });
         // Read through the reused buffer, a whole number of entries at a time, unless it
         // came with the hash table.
@@ -440,6 +465,8 @@ impl DynSyms {
             scan(all);
             done = len;
         }
+        let buf = &mut scratch.bytes;
+        scratch.start = u64::MAX;
         while done < len {
             let n = (len - done).min(CHUNK * esz);
             let Some(chunk) = self.img.read_into(start + done, n, buf) else {
@@ -670,6 +697,7 @@ fn read_gnu_hash(
     symtab: u64,
     strtab: u64,
     is64: bool,
+    scratch: &mut Scratch,
 ) -> Option<(GnuHash, Table, Option<u64>)> {
     // GNU ld's layout: the chains end where the symbol table starts.
     let guess = if h < symtab && symtab <= strtab && strtab - h <= GNU_HASH_MAX {
@@ -679,7 +707,20 @@ fn read_gnu_hash(
     } else {
         16 + 2048
     };
-    let mut table = Table::read(img, h, guess);
+    // Small: read into the scratch buffer, and keep a copy of the hash table only.
+    scratch.start = u64::MAX;
+    let mut table = if guess < Table::MAP_FROM {
+        let mut bytes = std::mem::take(&mut scratch.bytes);
+        if img.read_into(h, guess, &mut bytes).is_none() {
+            bytes.clear();
+        }
+        Table {
+            start: h,
+            bytes: Bytes::Read(bytes),
+        }
+    } else {
+        Table::read(img, h, guess)
+    };
     let w = |t: &Table, i: u64| t.r32(h + 4 * i);
     let (nbuckets, symoffset, bloom_size, bloom_shift) =
         (w(&table, 0)?, w(&table, 1)?, w(&table, 2)?, w(&table, 3)?);
@@ -731,6 +772,18 @@ fn read_gnu_hash(
         buckets,
         chain,
     };
+    let chain_end = chain + nsyms.saturating_sub(u64::from(symoffset)) * 4;
+    let table = match table.bytes {
+        Bytes::Read(bytes) if bytes.len() as u64 > chain_end - h => {
+            let kept = bytes[..(chain_end - h) as usize].to_vec();
+            *scratch = Scratch { start: h, bytes };
+            Table {
+                start: h,
+                bytes: Bytes::Read(kept),
+            }
+        }
+        bytes => Table { start: h, bytes },
+    };
     Some((g, table, Some(nsyms)))
 }
 
@@ -774,13 +827,14 @@ fn scope_entry(
     img: &Arc<ElfImage>,
     dynamic: &DynamicInfo,
     is_executable: bool,
-    buf: &mut Vec<u8>,
+    scratch: &mut Scratch,
 ) -> ScopeEntry {
-    let syms = DynSyms::new(img, dynamic, is_executable);
+    let syms = DynSyms::new(img, dynamic, is_executable, scratch);
     let mut defines = NameSet::default();
     if let Some(s) = &syms {
-        s.unique_definitions(&mut defines, buf);
+        s.unique_definitions(&mut defines, scratch);
     }
+    scratch.start = u64::MAX;
     ScopeEntry { syms, defines }
 }
 
@@ -829,13 +883,13 @@ impl Scope {
 
     /// From the load list: `objects` with their images and dynamic sections.
     fn of(objects: &[Option<(Arc<ElfImage>, DynamicInfo)>], rtld: usize, lazy: bool) -> Scope {
-        let mut buf = Vec::new();
+        let mut scratch = Scratch::default();
         let entries = objects
             .iter()
             .enumerate()
             .map(|(i, o)| {
                 o.as_ref()
-                    .map(|(img, d)| scope_entry(img, d, i == 0, &mut buf))
+                    .map(|(img, d)| scope_entry(img, d, i == 0, &mut scratch))
             })
             .collect();
         Scope::from_entries(entries, rtld, lazy)
@@ -883,7 +937,7 @@ pub struct UniqueScan {
     entries: Vec<Option<ScopeEntry>>,
     keys: Vec<Option<ObjectKey>>,
     rtld: usize,
-    buf: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl UniqueScan {
@@ -896,7 +950,7 @@ impl UniqueScan {
             entries: Vec::new(),
             keys: Vec::new(),
             rtld: usize::MAX,
-            buf: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -929,7 +983,7 @@ impl UniqueScan {
                     crate::ldso::versions::version_ndx_high(&img, &d),
                 );
             }
-            self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.buf));
+            self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.scratch));
             self.keys[f.index] = Some(ObjectKey::new(&img, d));
         }
     }
