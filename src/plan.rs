@@ -48,7 +48,7 @@ pub struct Target {
     pub program: PathBuf,
     /// What goes to execve as its path (`bprm->filename`).
     pub filename: OsString,
-    /// argv, argv[0] = the name as given.
+    /// argv, `argv[0]` = the name as given.
     pub argv: Vec<OsString>,
 }
 

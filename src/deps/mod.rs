@@ -257,7 +257,7 @@ pub struct ObjectFound {
 pub enum Work {
     /// An object entered the load list.
     Found(Box<ObjectFound>),
-    /// Read this in-root path ahead of the resolver ([`prefetch::Prefetch::fetch`]).
+    /// Read this in-root path ahead of the resolver (`prefetch::Prefetch::fetch`).
     Fetch(String),
 }
 

@@ -3,10 +3,10 @@
 //! The glibc resolver is a sequence of small system calls per library (open, fstat, three
 //! reads, one or two readlinks), about two thirds of its time. It knows early which paths it
 //! will probably open: when an object enters the load list, the cache answers for its
-//! DT_NEEDED names. It asks for those paths ([`Prefetch::request`]); a helper thread opens
-//! them and reads what the resolver would read ([`Prefetch::fetch`]), the latest asked for
+//! DT_NEEDED names. It asks for those paths (`Prefetch::request`); a helper thread opens
+//! them and reads what the resolver would read (`Prefetch::fetch`), the latest asked for
 //! first, as the resolver takes them in the order asked; when the resolver gets to a path
-//! it takes the helper's result ([`Prefetch::take`]) or, if the helper is not done with it,
+//! it takes the helper's result (`Prefetch::take`) or, if the helper is not done with it,
 //! does the work itself. Nothing the resolver decides depends on this: a
 //! path it never opens is simply not used, and anything the helper could not read is read
 //! again by the resolver, which then reports the error as usual.

@@ -348,7 +348,7 @@ pub fn dl_main(
 /// maps the program with `_dl_map_object(NULL, argv[1], lt_executable, 0,
 /// __RTLD_OPENEXEC)` before anything else (a PIE top-down like a library, an ET_EXEC at its
 /// link addresses), then continues as for a program the kernel mapped. `graph` is the
-/// program's load list; `program_name` is argv[1] as given. ld.so's own options
+/// program's load list; `program_name` is `argv[1]` as given. ld.so's own options
 /// (`--library-path`, `--preload`, ...) are not modelled.
 pub fn dl_main_rtld_is_main(
     exec: &ExecImage,

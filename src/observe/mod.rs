@@ -16,7 +16,7 @@ use crate::plan::Stage;
 pub struct RunRequest {
     /// The file to exec (resolved: this exact path string goes to execve as `filename`).
     pub filename: OsString,
-    /// argv, including argv[0].
+    /// argv, including `argv[0]`.
     pub argv: Vec<OsString>,
     /// The complete environment, `NAME=value` strings, passed as envp exactly.
     pub envp: Vec<OsString>,

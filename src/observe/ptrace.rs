@@ -10,7 +10,7 @@
 //!   RT_ADD then RT_CONSISTENT; ld.so run as a program: RT_ADD with `r_map == 0`, RT_ADD,
 //!   RT_CONSISTENT); musl (no `_r_debug`): the first hit.
 //!
-//! Whatever happens, the [`Tracee`] guard kills (SIGKILL) and reaps the child.
+//! Whatever happens, the `Tracee` guard kills (SIGKILL) and reaps the child.
 
 use std::ffi::{CString, OsStr};
 use std::io;
