@@ -381,10 +381,10 @@ fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
     }
 }
 
-/// The helper thread of a glibc loaded-stage plan: it reads libraries ahead of the resolver
-/// when asked (first, as the resolver waits for those), and reads each object the resolver
-/// reports for the unique-symbol model (`scan`), whose tables it computes once the list is
-/// complete (the receiver's sender dropped).
+/// The helper thread of a glibc loaded-stage plan: it reads each object the resolver
+/// reports for the unique-symbol model (`scan`; first, as its tables are wanted soon after
+/// the list is complete, the receiver's sender dropped), and with the time left reads the
+/// libraries the resolver asks for ahead of it.
 pub fn helper(
     rx: std::sync::mpsc::Receiver<crate::deps::Work>,
     env: &crate::deps::LoaderEnv,
