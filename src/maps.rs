@@ -159,10 +159,6 @@ fn write_line(s: &mut Vec<u8>, f: Fields) {
     }
 }
 
-fn perms(prot: Prot, shared: bool) -> String {
-    String::from_utf8(perm_chars(prot, shared).to_vec()).expect("ASCII")
-}
-
 /// The name `fs/proc/task_mmu.c: get_vma_name()` gives a VMA: the file path, a special
 /// mapping's name, `[heap]` for an anonymous VMA overlapping `[start_brk, brk)`
 /// (`vma_is_initial_heap()`, v6.7+), `[stack]` for the VMA holding `start_stack`
@@ -191,57 +187,55 @@ fn perm_chars(prot: Prot, shared: bool) -> [u8; 4] {
     ]
 }
 
-fn vma_fields<'a>(v: &Vma, perms: &'a [u8; 4], path: &'a str) -> Fields<'a> {
-    let (dev, inode, offset) = match &v.backing {
-        Backing::File { file, offset } => ((file.dev_major, file.dev_minor), file.ino, *offset),
-        _ => ((0, 0), 0, 0),
-    };
-    Fields {
-        start: v.start,
-        end: v.end,
-        perms: std::str::from_utf8(perms).expect("ASCII"),
-        offset,
-        dev,
-        inode,
-        path,
+/// Each maps line of an address space, in address order, `[vsyscall]` last, as its
+/// columns: what [`lines`] collects and [`render`] prints.
+fn for_each_line(mm: &AddressSpace, mut f: impl FnMut(Fields)) {
+    for v in mm.vmas() {
+        let perms = perm_chars(v.prot, v.shared);
+        let name = vma_name(mm, v);
+        let (dev, inode, offset) = match &v.backing {
+            Backing::File { file, offset } => ((file.dev_major, file.dev_minor), file.ino, *offset),
+            _ => ((0, 0), 0, 0),
+        };
+        f(Fields {
+            start: v.start,
+            end: v.end,
+            perms: std::str::from_utf8(&perms).expect("ASCII"),
+            offset,
+            dev,
+            inode,
+            path: &name,
+        });
+    }
+    if let Some(p) = mm.vsyscall {
+        let perms = perm_chars(p, false);
+        f(Fields {
+            start: crate::kernel::profile::VSYSCALL_ADDR,
+            end: crate::kernel::profile::VSYSCALL_ADDR + 4096,
+            perms: std::str::from_utf8(&perms).expect("ASCII"),
+            offset: 0,
+            dev: (0, 0),
+            inode: 0,
+            path: "[vsyscall]",
+        });
     }
 }
 
 /// The maps lines of an address space, in address order, `[vsyscall]` last.
 pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
-    let mut out: Vec<MapsLine> = mm
-        .vmas()
-        .map(|v| {
-            let (dev_major, dev_minor, inode, offset) = match &v.backing {
-                Backing::File { file, offset } => {
-                    (file.dev_major, file.dev_minor, file.ino, *offset)
-                }
-                _ => (0, 0, 0, 0),
-            };
-            MapsLine {
-                start: v.start,
-                end: v.end,
-                perms: perms(v.prot, v.shared),
-                offset,
-                dev_major,
-                dev_minor,
-                inode,
-                path: vma_name(mm, v).into_owned(),
-            }
-        })
-        .collect();
-    if let Some(p) = mm.vsyscall {
+    let mut out = Vec::with_capacity(mm.vmas().len() + 1);
+    for_each_line(mm, |f| {
         out.push(MapsLine {
-            start: crate::kernel::profile::VSYSCALL_ADDR,
-            end: crate::kernel::profile::VSYSCALL_ADDR + 4096,
-            perms: perms(p, false),
-            offset: 0,
-            dev_major: 0,
-            dev_minor: 0,
-            inode: 0,
-            path: "[vsyscall]".into(),
-        });
-    }
+            start: f.start,
+            end: f.end,
+            perms: f.perms.to_string(),
+            offset: f.offset,
+            dev_major: f.dev.0,
+            dev_minor: f.dev.1,
+            inode: f.inode,
+            path: f.path.to_string(),
+        })
+    });
     out
 }
 
@@ -249,28 +243,10 @@ pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
 /// (what [`lines`] would give, rendered, without building them).
 pub fn render(mm: &AddressSpace) -> String {
     let mut s = Vec::with_capacity((mm.vmas().len() + 1) * 110);
-    for v in mm.vmas() {
-        let perms = perm_chars(v.prot, v.shared);
-        let name = vma_name(mm, v);
-        write_line(&mut s, vma_fields(v, &perms, &name));
+    for_each_line(mm, |f| {
+        write_line(&mut s, f);
         s.push(b'\n');
-    }
-    if let Some(p) = mm.vsyscall {
-        let perms = perm_chars(p, false);
-        write_line(
-            &mut s,
-            Fields {
-                start: crate::kernel::profile::VSYSCALL_ADDR,
-                end: crate::kernel::profile::VSYSCALL_ADDR + 4096,
-                perms: std::str::from_utf8(&perms).expect("ASCII"),
-                offset: 0,
-                dev: (0, 0),
-                inode: 0,
-                path: "[vsyscall]",
-            },
-        );
-        s.push(b'\n');
-    }
+    });
     String::from_utf8(s).expect("maps lines are built from str")
 }
 
