@@ -49,9 +49,9 @@ pub struct MmapRequest {
 /// `struct mm_struct`, the fields we model.
 #[derive(Clone, Debug)]
 pub struct AddressSpace {
-    /// The VMAs, sorted by start, non-overlapping (the maple tree).
-    /// Sorted by address, disjoint. A deque: the top-down allocator inserts near the low
-    /// end, just above the program, where a vector would move every VMA above.
+    /// The VMAs, sorted by start, non-overlapping (the maple tree). A deque: the top-down
+    /// allocator inserts near the low end, just above the program, where a vector would
+    /// move every VMA above.
     vmas: VecDeque<Vma>,
     /// The layout the allocator uses (`mmap_base`, `MMF_TOPDOWN`, limits).
     pub layout: MmapLayout,
@@ -203,32 +203,31 @@ impl AddressSpace {
             return;
         };
         let end = start.saturating_add(len);
-        self.split_at(start);
-        self.split_at(end);
-        let mut first = None;
-        let mut last = 0;
-        // After the splits the VMAs inside [start, end) are those starting in it.
-        let lo = self.vmas.partition_point(|v| v.start < start);
-        let hi = self.vmas.partition_point(|v| v.start < end);
-        for i in lo..hi {
-            let v = &mut self.vmas[i];
-            if v.start >= start && v.end <= end {
-                if prot.write && !v.prot.write && !v.shared {
-                    v.account = true;
-                }
-                v.prot = prot;
-                first.get_or_insert(i);
-                last = i;
+        let inside = self.split_range(start, end);
+        for v in self.vmas.range_mut(inside.clone()) {
+            if prot.write && !v.prot.write && !v.shared {
+                v.account = true;
             }
+            v.prot = prot;
         }
-        if let Some(first) = first {
+        if !inside.is_empty() {
             // Merge from the last changed VMA down to the one before the first.
-            let mut i = last + 1;
-            while i > first.saturating_sub(1) && i > 0 {
+            let mut i = inside.end;
+            while i > inside.start.saturating_sub(1) && i > 0 {
                 i -= 1;
                 self.merge_at(i);
             }
         }
+    }
+
+    /// Split at `start` and `end`; the index range of the VMAs then inside `[start, end)`
+    /// (those starting in it).
+    fn split_range(&mut self, start: u64, end: u64) -> std::ops::Range<usize> {
+        self.split_at(start);
+        self.split_at(end);
+        let lo = self.vmas.partition_point(|v| v.start < start);
+        let hi = self.vmas.partition_point(|v| v.start < end);
+        lo..hi
     }
 
     /// Split the VMA containing `addr` (strictly inside) into two.
@@ -242,12 +241,8 @@ impl AddressSpace {
     }
 
     fn unmap_range(&mut self, start: u64, end: u64) {
-        self.split_at(start);
-        self.split_at(end);
-        // After the splits the VMAs inside [start, end) are those starting in it.
-        let lo = self.vmas.partition_point(|v| v.start < start);
-        let hi = self.vmas.partition_point(|v| v.start < end);
-        self.vmas.drain(lo..hi);
+        let inside = self.split_range(start, end);
+        self.vmas.drain(inside);
     }
 
     /// Merge the VMA at `pos` with its next and previous neighbour where the kernel would.
