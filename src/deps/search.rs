@@ -381,13 +381,7 @@ impl<'e> Glibc<'e> {
         };
         let Some(helper) = &self.helper else { return };
         for name in needed {
-            // find_loaded() without its effects.
-            let loaded = self
-                .objs
-                .iter()
-                .chain(&self.rtld)
-                .any(|o| o.name_match(&name) || o.dep.soname.as_deref() == Some(&name));
-            if name.contains('/') || name.contains('$') || loaded {
+            if name.contains('/') || name.contains('$') || self.loaded_match(&name).is_some() {
                 continue;
             }
             if let Some(path) = cache.lookup(&name, &self.cache_query) {
@@ -685,11 +679,21 @@ impl<'e> Glibc<'e> {
     /// Models elf/dl-load.c: `open_verify()` (the header checks), given a path inside the root.
     fn open_verify(&mut self, path: &str) -> Verdict {
         let host = self.fs.host(path);
-        match ElfImage::open(&host) {
+        // The helper's reading, if it has one: the same file, opened at the same path.
+        let (opened, fetched) = match self.helper.as_ref().and_then(|h| h.prefetch.take(path)) {
+            Some(f) => (Ok(f.img), Some((f.dynamic, f.realpath))),
+            None => (ElfImage::open(&host), None),
+        };
+        match opened {
             Ok(img) => {
                 let v = verify_header(img.head(), img.len(), self.abi);
                 match v {
-                    Check::Ok => Verdict::Ok(Box::new(img)),
+                    Check::Ok => {
+                        if let Some((dynamic, realpath)) = fetched {
+                            self.fetched = Some((path.to_string(), dynamic, realpath));
+                        }
+                        Verdict::Ok(Box::new(img))
+                    }
                     Check::Other => Verdict::Other,
                     Check::Fatal(r) => Verdict::Fatal(r),
                 }
@@ -735,30 +739,13 @@ impl<'e> Glibc<'e> {
         preload: bool,
     ) -> std::result::Result<Option<Box<ElfImage>>, Error> {
         self.tried.push(path.to_string());
-        if let Some(f) = self.helper.as_ref().and_then(|h| h.prefetch.take(path)) {
-            let secure_preload_refused =
-                preload && self.env.secure && f.img.meta.permissions().mode() & libc::S_ISUID == 0;
-            if !secure_preload_refused
-                && matches!(
-                    verify_header(f.img.head(), f.img.len(), self.abi),
-                    Check::Ok
-                )
-            {
-                let super::prefetch::Fetched {
-                    img,
-                    dynamic,
-                    realpath,
-                } = *f;
-                self.fetched = Some((path.to_string(), dynamic, realpath));
-                return Ok(Some(Box::new(img)));
-            }
-        }
         match self.open_verify(path) {
             Verdict::Ok(img) => {
                 // open_path's extra check for preloads in secure mode: the set-user-ID bit.
                 if preload && self.env.secure && img.meta.permissions().mode() & libc::S_ISUID == 0
                 {
                     self.errno = libc::ENOENT;
+                    self.fetched = None;
                     return Ok(None);
                 }
                 Ok(Some(img))
@@ -1003,27 +990,7 @@ impl<'e> Glibc<'e> {
     /// The "already loaded?" loop of `_dl_map_object`: name list and `l_name` first, then
     /// DT_SONAME (a SONAME hit adds the name). ld.so's map comes right after the program.
     fn find_loaded(&mut self, name: &str) -> Option<usize> {
-        let rtld_slot = match (self.rtld_idx, &self.rtld) {
-            (Some(i), _) => Some(i),
-            (None, Some(_)) => Some(usize::MAX),
-            (None, None) => None,
-        };
-        let order = std::iter::once(0)
-            .chain(rtld_slot)
-            .chain((1..self.objs.len()).filter(|&i| Some(i) != self.rtld_idx));
-        let mut hit = None;
-        for i in order {
-            let o = self.obj(i);
-            if o.name_match(name) {
-                hit = Some((i, false));
-                break;
-            }
-            if o.dep.soname.as_deref() == Some(name) {
-                hit = Some((i, true));
-                break;
-            }
-        }
-        let (i, by_soname) = hit?;
+        let (i, by_soname) = self.loaded_match(name)?;
         let idx = if i == usize::MAX {
             self.append_rtld()
         } else {
@@ -1033,6 +1000,29 @@ impl<'e> Glibc<'e> {
             self.objs[idx].libnames.push(name.to_string());
         }
         Some(idx)
+    }
+
+    /// `find_loaded`'s search alone: the object whose names or SONAME match `name` (index,
+    /// `usize::MAX` for ld.so not yet in the list) and whether it was the SONAME.
+    fn loaded_match(&self, name: &str) -> Option<(usize, bool)> {
+        let rtld_slot = match (self.rtld_idx, &self.rtld) {
+            (Some(i), _) => Some(i),
+            (None, Some(_)) => Some(usize::MAX),
+            (None, None) => None,
+        };
+        let order = std::iter::once(0)
+            .chain(rtld_slot)
+            .chain((1..self.objs.len()).filter(|&i| Some(i) != self.rtld_idx));
+        for i in order {
+            let o = self.obj(i);
+            if o.name_match(name) {
+                return Some((i, false));
+            }
+            if o.dep.soname.as_deref() == Some(name) {
+                return Some((i, true));
+            }
+        }
+        None
     }
 
     /// ld.so enters the load list where a DT_NEEDED first names it (it is already mapped).
