@@ -165,17 +165,18 @@ impl Table {
         }
     }
 
+    /// Bytes `[off, off+len)` of the file, if they are all in the table.
+    fn get(&self, off: u64, len: u64) -> Option<&[u8]> {
+        slice_at(self.start, &self.bytes, off, len)
+    }
+
     /// Whether `[off, off+len)` is all in the table.
     fn covers(&self, off: u64, len: u64) -> bool {
-        off >= self.start
-            && off
-                .checked_add(len)
-                .is_some_and(|e| e <= self.start + self.bytes.len() as u64)
+        self.get(off, len).is_some()
     }
 
     fn rd<const N: usize>(&self, off: u64) -> Option<[u8; N]> {
-        let o = usize::try_from(off.checked_sub(self.start)?).ok()?;
-        self.bytes.get(o..o.checked_add(N)?)?.try_into().ok()
+        self.get(off, N as u64)?.try_into().ok()
     }
     fn r32(&self, off: u64) -> Option<u32> {
         self.rd::<4>(off).map(u32::from_le_bytes)
@@ -200,12 +201,17 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Bytes `[off, off+len)` if they are in the buffer.
+    /// Bytes `[off, off+len)` of the file, if they are in the buffer.
     fn get(&self, off: u64, len: u64) -> Option<&[u8]> {
-        let o = usize::try_from(off.checked_sub(self.start)?).ok()?;
-        self.bytes
-            .get(o..o.checked_add(usize::try_from(len).ok()?)?)
+        slice_at(self.start, &self.bytes, off, len)
     }
+}
+
+/// Bytes `[off, off+len)` of a file whose bytes from offset `start` are `bytes`, if they
+/// are all there.
+fn slice_at(start: u64, bytes: &[u8], off: u64, len: u64) -> Option<&[u8]> {
+    let o = usize::try_from(off.checked_sub(start)?).ok()?;
+    bytes.get(o..o.checked_add(usize::try_from(len).ok()?)?)
 }
 
 /// An object's dynamic symbols and relocations.
@@ -451,12 +457,9 @@ impl DynSyms {
             return;
         };
         let len = self.nsyms.saturating_sub(first).saturating_mul(esz);
-        let in_head = scratch.get(start, len).or_else(|| {
-            self.head.covers(start, len).then(|| {
-                let o = (start - self.head.start) as usize;
-                &self.head.bytes[o..o + len as usize]
-            })
-        });
+        let in_head = scratch
+            .get(start, len)
+            .or_else(|| self.head.get(start, len));
         // Read through the reused buffer, a whole number of entries at a time, unless it
         // came with the hash table.
         const CHUNK: u64 = 2730;
@@ -743,10 +746,8 @@ fn read_gnu_hash(
         Some(())
     };
     reread(&mut table, chain)?;
-    let start = usize::try_from(buckets - table.start).ok()?;
     let max = table
-        .bytes
-        .get(start..start + 4 * nbuckets as usize)?
+        .get(buckets, 4 * u64::from(nbuckets))?
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .max()?;
