@@ -232,42 +232,18 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     // libraries ahead of the resolver. It owns what it reads and is not
                     // joined: it ends on its own once it has sent the tables (releasing its
                     // tables after that is no reason to wait).
-                    let (tx, rx) = std::sync::mpsc::channel();
-                    let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
-                    let prefetch = std::sync::Arc::new(crate::deps::prefetch::Prefetch::default());
-                    let helper_env = env.clone();
-                    let helper_prefetch = prefetch.clone();
-                    let lazy = opts.lazy;
-                    let prog = program.clone();
                     let ndx = std::sync::Arc::new(crate::ldso::versions::NdxAhead::default());
-                    let helper_ndx = ndx.clone();
-                    let spawn = move || {
-                        let worker = std::thread::spawn(move || {
-                            let scan = crate::ldso::unique::UniqueScan::new(prog, lazy)
-                                .with_versions(helper_ndx);
-                            if let Some((a, read)) =
-                                helper(rx, &helper_env, &helper_prefetch, Some(scan))
-                            {
-                                let _ = ahead_tx.send(a);
-                                // Unmapped only now: the main thread need not wait for that.
-                                drop(read);
-                            }
-                        });
-                        on_another_cpu(&worker);
-                        crate::deps::Helper { tx, prefetch }
-                    };
+                    let scan = crate::ldso::unique::UniqueScan::new(program.clone(), opts.lazy)
+                        .with_versions(ndx.clone());
                     // Not started for a short load list: then ld.so's model computes the
                     // tables itself (the result channel is closed).
+                    let (start, ahead_rx) = helper_start(&env, Some(scan));
                     let graph = crate::deps::resolve_reporting(
                         &program,
                         Path::new(&target.filename),
                         &interp.requested,
                         &env,
-                        crate::deps::HelperStart {
-                            spawn: Box::new(spawn),
-                            after: HELPER_AFTER,
-                            report: true,
-                        },
+                        start,
                     )?;
                     let ahead = crate::ldso::Ahead {
                         unique: ahead_rx,
@@ -335,20 +311,44 @@ pub fn dependencies(
         return crate::deps::resolve(&img, as_execed, &interp, &env).map(Some);
     }
     // A helper thread opens libraries ahead of the resolver, as for a plan ([`helper`]).
+    let (start, _) = helper_start(&env, None);
+    crate::deps::resolve_reporting(&img, as_execed, &interp, &env, start).map(Some)
+}
+
+/// How the resolver starts its helper thread ([`helper`], pinned to another CPU), once the
+/// load list holds [`HELPER_AFTER`] objects. With `scan` the objects are reported to it and
+/// the unique-symbol tables it computes come on the receiver, which is closed if it never
+/// starts; without, it only reads libraries ahead.
+fn helper_start(
+    env: &crate::deps::LoaderEnv,
+    scan: Option<crate::ldso::unique::UniqueScan>,
+) -> (
+    crate::deps::HelperStart<'static>,
+    std::sync::mpsc::Receiver<crate::ldso::unique::UniqueAhead>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let (ahead_tx, ahead_rx) = std::sync::mpsc::channel();
     let prefetch = std::sync::Arc::new(crate::deps::prefetch::Prefetch::default());
-    let (helper_env, helper_prefetch) = (env.clone(), prefetch.clone());
+    let helper_env = env.clone();
+    let helper_prefetch = prefetch.clone();
+    let report = scan.is_some();
     let spawn = move || {
-        let worker = std::thread::spawn(move || helper(rx, &helper_env, &helper_prefetch, None));
+        let worker = std::thread::spawn(move || {
+            if let Some((a, read)) = helper(rx, &helper_env, &helper_prefetch, scan) {
+                let _ = ahead_tx.send(a);
+                // Unmapped only now: the main thread need not wait for that.
+                drop(read);
+            }
+        });
         on_another_cpu(&worker);
         crate::deps::Helper { tx, prefetch }
     };
     let start = crate::deps::HelperStart {
         spawn: Box::new(spawn),
         after: HELPER_AFTER,
-        report: false,
+        report,
     };
-    crate::deps::resolve_reporting(&img, as_execed, &interp, &env, start).map(Some)
+    (start, ahead_rx)
 }
 
 /// The helper thread starts when the load list holds this many objects. Measured here: the
