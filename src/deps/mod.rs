@@ -153,7 +153,7 @@ pub struct DepObject {
     /// Indices of the objects satisfying this object's DT_NEEDED entries, in order (missing
     /// ones left out).
     pub needed: Vec<usize>,
-    pub dynamic: Option<DynamicInfo>,
+    pub dynamic: Option<Arc<DynamicInfo>>,
     /// The file as the resolver opened it (headers mapped, zero-copy), for the mapping
     /// model; `None` for the program (the caller has it) and if the loader could not be read.
     #[serde(skip)]
@@ -247,7 +247,7 @@ pub struct ObjectFound {
     pub index: usize,
     /// The file as opened (`None` for the program, which the caller opened).
     pub image: Option<Arc<ElfImage>>,
-    pub dynamic: Option<DynamicInfo>,
+    pub dynamic: Option<Arc<DynamicInfo>>,
     /// Whether it is the dynamic loader.
     pub is_rtld: bool,
 }

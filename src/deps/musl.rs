@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{origin_of, DepGraph, DepObject, FoundVia, Fs, LoaderEnv, Missing};
-use crate::elf::dynamic::{read_dynamic, DynamicInfo};
+use crate::elf::dynamic::read_dynamic;
 use crate::elf::{Abi, ElfImage};
 use crate::error::{Error, Result};
 
@@ -331,7 +331,7 @@ impl Musl<'_> {
             ));
             return Load::Fail;
         }
-        let dynamic: Option<DynamicInfo> = match read_dynamic(&img) {
+        let dynamic = match read_dynamic(&img) {
             Ok(d) => d,
             Err(e) => {
                 self.warnings.push(e.to_string());

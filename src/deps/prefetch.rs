@@ -22,7 +22,7 @@ use crate::elf::ElfImage;
 /// dynamic section, and the canonical in-root path.
 pub struct Fetched {
     pub img: ElfImage,
-    pub dynamic: DynamicInfo,
+    pub dynamic: std::sync::Arc<DynamicInfo>,
     /// `None` if canonicalizing failed (the resolver then tries again and reports why).
     pub realpath: Option<String>,
 }

@@ -103,7 +103,7 @@ struct Obj {
 
 impl Obj {
     fn dynamic(&self) -> Option<&DynamicInfo> {
-        self.dep.dynamic.as_ref()
+        self.dep.dynamic.as_deref()
     }
     fn flags_1(&self) -> u64 {
         self.dynamic().map_or(0, |d| d.flags_1)
@@ -166,7 +166,7 @@ pub(crate) struct Glibc<'e> {
     unsent: Vec<super::ObjectFound>,
     /// What the helper read of the file `try_candidate` just took from it (path, dynamic
     /// section, canonical path), for `dl_map_object_from_fd`.
-    fetched: Option<(String, DynamicInfo, Option<String>)>,
+    fetched: Option<(String, Arc<DynamicInfo>, Option<String>)>,
     abi: Abi,
     fs: Fs<'e>,
     hw: LoaderHwcaps,

@@ -17,6 +17,7 @@ use goblin::elf::dynamic::{
 
 use super::{ElfImage, PT_DYNAMIC};
 use crate::error::{Error, Result};
+use std::sync::Arc;
 
 /// `DT_AUXILIARY` (Sun extension, glibc `DT_EXTRATAGIDX`): auxiliary filter object.
 pub const DT_AUXILIARY: u64 = 0x7fff_fffd;
@@ -107,7 +108,7 @@ pub fn vaddr_to_offset(img: &ElfImage, vaddr: u64) -> Option<u64> {
 ///
 /// `Ok(None)` when there is no PT_DYNAMIC, or its `p_filesz` is 0 (separate debug-info files;
 /// glibc's `_dl_map_object_from_fd()` then says "object file has no dynamic section").
-pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
+pub fn read_dynamic(img: &ElfImage) -> Result<Option<Arc<DynamicInfo>>> {
     let path = &img.path;
     let bad = |reason: String| Error::bad_elf(path, reason);
     let Some(ph) = img.phdr(PT_DYNAMIC) else {
@@ -194,7 +195,7 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
     info.bind_now |= info.flags & DF_BIND_NOW != 0 || info.flags_1 & DF_1_NOW != 0;
 
     if strings.is_empty() {
-        return Ok(Some(info));
+        return Ok(Some(Arc::new(info)));
     }
     let mut strtab = StrTab::new(img, &info)?;
     strtab.prefetch(strings.iter().map(|&(_, off)| off));
@@ -209,7 +210,7 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<DynamicInfo>> {
             _ => info.filter.push(s),
         }
     }
-    Ok(Some(info))
+    Ok(Some(Arc::new(info)))
 }
 
 /// The string table as a range of the file.

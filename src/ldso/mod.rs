@@ -252,7 +252,7 @@ struct Obj {
     /// `l_rpath_dirs` / `l_runpath_dirs` decomposed yet.
     rpath_done: bool,
     runpath_done: bool,
-    dynamic: Option<DynamicInfo>,
+    dynamic: Option<Arc<DynamicInfo>>,
     placed: Option<Placed>,
     relro: Option<(u64, u64)>,
     tls: Option<TlsModule>,
@@ -431,7 +431,7 @@ pub fn rtld_is_main_program(exec: &ExecImage, argv: &[std::ffi::OsString]) -> Op
         return None;
     }
     let img = ElfImage::open(&exec.program_file.path).ok()?;
-    let soname = read_dynamic(&img).ok()??.soname?;
+    let soname = read_dynamic(&img).ok()??.soname.clone()?;
     if !soname.starts_with("ld-linux") {
         return None;
     }
@@ -1543,7 +1543,7 @@ impl Rtld<'_> {
                 return ahead.tables;
             }
         }
-        let inputs: Vec<Option<(Arc<ElfImage>, DynamicInfo)>> = objs
+        let inputs: Vec<Option<(Arc<ElfImage>, Arc<DynamicInfo>)>> = objs
             .iter()
             .map(|o| o.img.clone().zip(o.dynamic.clone()))
             .collect();

@@ -795,11 +795,11 @@ pub struct ObjectKey {
     dev: u64,
     ino: u64,
     len: u64,
-    dynamic: DynamicInfo,
+    dynamic: Arc<DynamicInfo>,
 }
 
 impl ObjectKey {
-    fn new(img: &ElfImage, dynamic: DynamicInfo) -> ObjectKey {
+    fn new(img: &ElfImage, dynamic: Arc<DynamicInfo>) -> ObjectKey {
         use std::os::unix::fs::MetadataExt;
         ObjectKey {
             dev: img.meta.dev(),
@@ -813,7 +813,7 @@ impl ObjectKey {
     pub fn matches(&self, img: &ElfImage, dynamic: &DynamicInfo) -> bool {
         use std::os::unix::fs::MetadataExt;
         (self.dev, self.ino, self.len) == (img.meta.dev(), img.meta.ino(), img.len())
-            && self.dynamic == *dynamic
+            && (std::ptr::eq(&*self.dynamic, dynamic) || *self.dynamic == *dynamic)
     }
 }
 
@@ -883,7 +883,7 @@ impl Scope {
     }
 
     /// From the load list: `objects` with their images and dynamic sections.
-    fn of(objects: &[Option<(Arc<ElfImage>, DynamicInfo)>], rtld: usize, lazy: bool) -> Scope {
+    fn of(objects: &[Option<(Arc<ElfImage>, Arc<DynamicInfo>)>], rtld: usize, lazy: bool) -> Scope {
         let mut scratch = Scratch::default();
         let entries = objects
             .iter()
@@ -1008,7 +1008,7 @@ impl UniqueScan {
 /// the index of ld.so (not relocated again at start-up), `lazy` whether lazy binding is on
 /// (DT_JMPREL is then skipped for objects without BIND_NOW).
 pub fn unique_tables_of(
-    objects: &[Option<(Arc<ElfImage>, DynamicInfo)>],
+    objects: &[Option<(Arc<ElfImage>, Arc<DynamicInfo>)>],
     rtld: usize,
     lazy: bool,
 ) -> Vec<u64> {
@@ -1018,7 +1018,7 @@ pub fn unique_tables_of(
 /// The number of distinct names that end up in the unique-symbol table of the same load
 /// list, counted to the end (no early stop): what [`unique_tables_of`] may stop short of.
 pub fn count_unique_symbols(
-    objects: &[Option<(Arc<ElfImage>, DynamicInfo)>],
+    objects: &[Option<(Arc<ElfImage>, Arc<DynamicInfo>)>],
     rtld: usize,
     lazy: bool,
 ) -> u64 {
