@@ -70,47 +70,51 @@ enum Dst {
     Lib,
 }
 
-/// Scan `s` the way `_dl_dst_count()` and `_dl_dst_substitute()` do: literal runs and tokens.
-fn dst_tokens(s: &str) -> Vec<Result<Dst, u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' {
-            let rest = &b[i + 1..];
-            let mut hit = None;
-            for (name, t) in [
-                ("ORIGIN", Dst::Origin),
-                ("PLATFORM", Dst::Platform),
-                ("LIB", Dst::Lib),
-            ] {
-                let n = is_dst(rest, name);
-                if n != 0 {
-                    hit = Some((t, n));
-                    break;
-                }
-            }
-            match hit {
-                Some((t, n)) => {
-                    out.push(Ok(t));
-                    i += 1 + n;
-                }
-                None => {
-                    out.push(Err(b'$'));
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(Err(b[i]));
-            i += 1;
-        }
+/// Scan `s` the way `_dl_dst_count()` and `_dl_dst_substitute()` do: literal bytes
+/// (`Err`) and tokens (`Ok`), one at a time.
+fn dst_tokens(s: &str) -> DstTokens<'_> {
+    DstTokens {
+        b: s.as_bytes(),
+        i: 0,
     }
-    out
+}
+
+struct DstTokens<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for DstTokens<'_> {
+    type Item = Result<Dst, u8>;
+    fn next(&mut self) -> Option<Result<Dst, u8>> {
+        let c = *self.b.get(self.i)?;
+        if c != b'$' {
+            self.i += 1;
+            return Some(Err(c));
+        }
+        let rest = &self.b[self.i + 1..];
+        for (name, t) in [
+            ("ORIGIN", Dst::Origin),
+            ("PLATFORM", Dst::Platform),
+            ("LIB", Dst::Lib),
+        ] {
+            let n = is_dst(rest, name);
+            if n != 0 {
+                self.i += 1 + n;
+                return Some(Ok(t));
+            }
+        }
+        self.i += 1;
+        Some(Err(b'$'))
+    }
 }
 
 /// Models `_dl_dst_count()`.
 pub fn dl_dst_count(s: &str) -> usize {
-    dst_tokens(s).iter().filter(|t| t.is_ok()).count()
+    if !s.contains('$') {
+        return 0;
+    }
+    dst_tokens(s).filter(|t| t.is_ok()).count()
 }
 
 /// The values DSTs expand to for one object.
@@ -209,13 +213,16 @@ impl PathCtx<'_> {
         what: &str,
     ) -> Result<String, MmError> {
         if dl_dst_count(input) == 0 {
-            self.malloc
-                .malloc(self.mm, input.len() as u64 + 1, format!("strdup {what}"))?;
+            self.malloc.malloc(
+                self.mm,
+                input.len() as u64 + 1,
+                format_args!("strdup {what}"),
+            )?;
             return Ok(input.to_string());
         }
         let total = values.dl_dst_required(input);
         self.malloc
-            .malloc(self.mm, total + 1, format!("DST expansion {what}"))?;
+            .malloc(self.mm, total + 1, format_args!("DST expansion {what}"))?;
         Ok(values.dl_dst_substitute(input))
     }
 
@@ -269,8 +276,11 @@ impl PathCtx<'_> {
                     + dir.len() as u64
                     + 1;
                 let expansion = self.malloc.last_block();
-                self.malloc
-                    .malloc(self.mm, n, format!("r_search_path_elem {dir} ({what})"))?;
+                self.malloc.malloc(
+                    self.mm,
+                    n,
+                    format_args!("r_search_path_elem {dir} ({what})"),
+                )?;
                 // free (to_free) of the expansion: not the last block any more.
                 self.malloc.free(expansion);
                 self.dirs.all_dirs.push(dir.clone());
@@ -294,11 +304,11 @@ impl PathCtx<'_> {
     ) -> Result<bool, MmError> {
         let word = self.sizes.word;
         self.malloc
-            .malloc(self.mm, rpath.len() as u64 + 1, format!("{what} copy"))?;
+            .malloc(self.mm, rpath.len() as u64 + 1, format_args!("{what} copy"))?;
         let copy = self.malloc.last_block();
         let colons = rpath.bytes().filter(|&b| b == b':').count() as u64;
         self.malloc
-            .malloc(self.mm, (colons + 2) * word, format!("{what} array"))?;
+            .malloc(self.mm, (colons + 2) * word, format_args!("{what} array"))?;
         let array = self.malloc.last_block();
         let n = self.fillin_rpath(rpath, &[':'], where_, values, what)?;
         self.malloc.free(copy);
