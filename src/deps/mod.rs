@@ -367,11 +367,12 @@ impl<'e> Fs<'e> {
     /// in the middle then fails the next component's readlink with ENOTDIR; before "." or
     /// ".." it is checked with a `stat`).
     fn resolve(&self, mut resolved: String, rest: &str) -> io::Result<String> {
-        let mut pending: Vec<String> = rest.rsplit('/').map(str::to_owned).collect();
+        // Components still to walk, the next on top: `rest`'s borrowed, a link target's owned.
+        let mut pending: Vec<Cow<str>> = rest.rsplit('/').map(Cow::Borrowed).collect();
         let mut links = 0;
         let mut unverified_dir = false;
         while let Some(comp) = pending.pop() {
-            match comp.as_str() {
+            match &*comp {
                 "" => continue,
                 "." | ".." => {
                     if unverified_dir && !std::fs::metadata(self.host(&resolved))?.is_dir() {
@@ -386,12 +387,13 @@ impl<'e> Fs<'e> {
                 }
                 _ => {}
             }
-            let cand = if resolved == "/" {
-                format!("/{comp}")
-            } else {
-                format!("{resolved}/{comp}")
-            };
-            match std::fs::read_link(self.host(&cand)) {
+            // The candidate is built in place: `resolved` + "/" + `comp`.
+            let parent = resolved.len();
+            if resolved != "/" {
+                resolved.push('/');
+            }
+            resolved.push_str(&comp);
+            match std::fs::read_link(self.host(&resolved)) {
                 Ok(target) => {
                     links += 1;
                     if links > MAXSYMLINKS {
@@ -399,14 +401,13 @@ impl<'e> Fs<'e> {
                     }
                     let target = target.to_string_lossy();
                     if target.starts_with('/') {
-                        resolved = "/".to_string();
+                        resolved.truncate(1);
+                    } else {
+                        resolved.truncate(parent);
                     }
-                    pending.extend(target.rsplit('/').map(str::to_owned));
+                    pending.extend(target.rsplit('/').map(|c| Cow::Owned(c.to_owned())));
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    resolved = cand;
-                    unverified_dir = true;
-                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => unverified_dir = true,
                 Err(e) => return Err(e),
             }
         }
