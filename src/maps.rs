@@ -165,7 +165,11 @@ fn write_line(s: &mut Vec<u8>, f: Fields) {
 /// (`vma_is_initial_stack()`), or nothing.
 fn vma_name<'a>(mm: &AddressSpace, v: &'a Vma) -> std::borrow::Cow<'a, str> {
     match &v.backing {
-        Backing::File { file, .. } => file.path.to_string_lossy(),
+        // The fast check first: to_string_lossy() walks the bytes one at a time.
+        Backing::File { file, .. } => match file.path.to_str() {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => file.path.to_string_lossy(),
+        },
         Backing::Special(n) => std::borrow::Cow::Borrowed(n),
         Backing::Anon => std::borrow::Cow::Borrowed(if v.start < mm.brk && v.end > mm.start_brk {
             "[heap]"
