@@ -50,6 +50,9 @@ pub struct MinimalMalloc {
     rtld_end: u64,
     /// The task has READ_IMPLIES_EXEC: the chunks are mapped `rwx` (`do_mmap()`).
     read_implies_exec: bool,
+    /// Whether the ledger keeps each allocation's purpose (`what`); without it the label
+    /// is never formatted (the ledger is a debugging aid).
+    labels: bool,
     pub ledger: Vec<Allocation>,
     pub chunks: Vec<Chunk>,
 }
@@ -65,6 +68,12 @@ impl MinimalMalloc {
         }
     }
 
+    /// Keep each allocation's purpose in the ledger (or not).
+    pub fn with_labels(mut self, on: bool) -> MinimalMalloc {
+        self.labels = on;
+        self
+    }
+
     /// Models `__minimal_malloc(n)`: on the first call the arena is `[_end, up(_end))`;
     /// align the pointer to 16; if `ptr + n >= end` (note `>=`), `mmap(NULL, up(n) + PAGE,
     /// RW, MAP_ANON|MAP_PRIVATE)` and continue there (unless the new chunk starts exactly at
@@ -73,7 +82,7 @@ impl MinimalMalloc {
         &mut self,
         mm: &mut AddressSpace,
         n: u64,
-        what: impl Into<String>,
+        what: impl std::fmt::Display,
     ) -> Result<u64, MmError> {
         if self.alloc_end == 0 {
             self.alloc_ptr = self.rtld_end;
@@ -109,7 +118,11 @@ impl MinimalMalloc {
         self.alloc_ptr += n;
         self.ledger.push(Allocation {
             size: n,
-            what: what.into(),
+            what: if self.labels {
+                what.to_string()
+            } else {
+                String::new()
+            },
             addr: self.alloc_last_block,
             new_chunk,
             reclaimed: false,
@@ -124,7 +137,7 @@ impl MinimalMalloc {
         mm: &mut AddressSpace,
         nmemb: u64,
         size: u64,
-        what: impl Into<String>,
+        what: impl std::fmt::Display,
     ) -> Result<u64, MmError> {
         let n = nmemb
             .checked_mul(size)

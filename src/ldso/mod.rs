@@ -221,6 +221,9 @@ impl Loaded {
 pub struct RtldOptions {
     /// `GLRO(dl_lazy)`: true unless LD_BIND_NOW is set to a non-empty value.
     pub lazy: bool,
+    /// Keep the purpose of each minimal-malloc allocation in the ledger
+    /// ([`malloc::Allocation::what`]), for comparing with the real ld.so under gdb.
+    pub ledger: bool,
 }
 
 impl RtldOptions {
@@ -233,7 +236,10 @@ impl RtldOptions {
                 lazy = v.is_empty();
             }
         }
-        RtldOptions { lazy }
+        RtldOptions {
+            lazy,
+            ledger: false,
+        }
     }
 }
 
@@ -606,7 +612,8 @@ fn dl_main_common(
         malloc: MinimalMalloc::new(
             rtld_start.load_addr.wrapping_add(rtld_end),
             exec.read_implies_exec,
-        ),
+        )
+        .with_labels(opts.ledger),
         dirs: SearchDirs::default(),
         hw: LoaderHwcaps::for_abi(abi),
         objs,
@@ -641,7 +648,7 @@ impl Rtld<'_> {
         mm_err(&self.program_path, e)
     }
 
-    fn malloc(&mut self, n: u64, what: impl Into<String>) -> Result<u64> {
+    fn malloc(&mut self, n: u64, what: impl std::fmt::Display) -> Result<u64> {
         self.malloc
             .malloc(&mut self.proc.mm, n, what)
             .map_err(|e| mm_err(&self.program_path, e))
@@ -841,7 +848,7 @@ impl Rtld<'_> {
                 reason: "ld.so run as a command on a name without '/' is not modelled".into(),
             });
         }
-        self.malloc(name.len() as u64 + 1, format!("realname {name}"))?;
+        self.malloc(name.len() as u64 + 1, format_args!("realname {name}"))?;
         self.malloc(main_map_size, "link_map of the program")?;
         self.dl_new_object_origin(0, name)?;
         let hdr = glibc::read_object_headers(img)?;
@@ -1226,7 +1233,7 @@ impl Rtld<'_> {
         }
         self.malloc(
             self.sizes.libname_list + name.len() as u64 + 1,
-            format!("libname {name}"),
+            format_args!("libname {name}"),
         )?;
         self.objs[i].libnames.push(name.to_string());
         Ok(())
@@ -1256,7 +1263,7 @@ impl Rtld<'_> {
         let via = self.graph.objects[k].found_via;
         self.search_costs(k, loader, via)?;
         let path = self.graph.objects[k].path.to_string_lossy().into_owned();
-        let realname = self.malloc(path.len() as u64 + 1, format!("realname {path}"))?;
+        let realname = self.malloc(path.len() as u64 + 1, format_args!("realname {path}"))?;
         if self.objs[k].loaded {
             // _dl_map_object_from_fd(): same (st_dev, st_ino) as a loaded object: close,
             // free (realname), add the name.
@@ -1293,7 +1300,7 @@ impl Rtld<'_> {
         // _dl_new_object (realname, name, lt_library, loader, mode, nsid), naudit = 0.
         self.malloc(
             s.link_map + s.word + s.libname_list + name.len() as u64 + 1,
-            format!("link_map {name}"),
+            format_args!("link_map {name}"),
         )?;
         self.dl_new_object_origin(k, realname)?;
         let file = self.object_file_ref(k)?;
@@ -1308,7 +1315,7 @@ impl Rtld<'_> {
         if !hdr.phdr_mapped {
             self.malloc(
                 u64::from(img.header.e_phnum) * s.phdr,
-                format!("program headers of {name}"),
+                format_args!("program headers of {name}"),
             )?;
         }
         if (hdr.stack_flags & !self.stack_flags) & PF_X != 0 {
@@ -1341,17 +1348,17 @@ impl Rtld<'_> {
     fn dl_new_object_origin(&mut self, k: usize, realname: &str) -> Result<()> {
         let len = realname.len() as u64 + 1;
         let origin = if realname.starts_with('/') {
-            self.malloc(len, format!("l_origin of {realname}"))?;
+            self.malloc(len, format_args!("l_origin of {realname}"))?;
             paths_dirname(realname)
         } else {
             let cwd = self.env.cwd.to_string_lossy().into_owned();
             let mut size = len + 128;
-            self.malloc(size, format!("l_origin (getcwd) of {realname}"))?;
+            self.malloc(size, format_args!("l_origin (getcwd) of {realname}"))?;
             while (cwd.len() as u64 + 1) > size - len {
                 // realloc of the last block: same start, bigger.
                 self.malloc.free_last();
                 size += 128;
-                self.malloc(size, format!("l_origin (getcwd) of {realname}"))?;
+                self.malloc(size, format_args!("l_origin (getcwd) of {realname}"))?;
             }
             let full = format!("{}/{}", cwd.trim_end_matches('/'), realname);
             paths_dirname(&full)
@@ -1395,10 +1402,12 @@ impl Rtld<'_> {
             }
             if want_initfini {
                 let nneeded = dynamic.needed.len() as u64 + 1;
-                self.malloc(
-                    (2 * nneeded + 1) * self.sizes.word,
-                    format!("l_initfini of {}", self.objs[l].l_name),
-                )?;
+                let what = if self.opts.ledger {
+                    format!("l_initfini of {}", self.objs[l].l_name)
+                } else {
+                    String::new()
+                };
+                self.malloc((2 * nneeded + 1) * self.sizes.word, what)?;
             }
         }
         if let Some((addr, _)) = self.scratch {
@@ -1452,7 +1461,7 @@ impl Rtld<'_> {
             if ndx > 0 {
                 self.malloc(
                     (u64::from(ndx) + 1) * self.sizes.r_found_version,
-                    format!("l_versions of {name}"),
+                    format_args!("l_versions of {name}"),
                 )?;
             }
         }
@@ -1504,7 +1513,7 @@ impl Rtld<'_> {
         for size in self.unique_tables() {
             let t = self.malloc(
                 size * self.sizes.unique_sym,
-                format!("unique symbol table ({size} entries)"),
+                format_args!("unique symbol table ({size} entries)"),
             )?;
             if let Some(o) = old {
                 self.malloc.free(o);
@@ -1625,7 +1634,10 @@ mod ledger_probe {
         let img = crate::elf::ElfImage::open(&target.program).unwrap();
         let as_execed = std::path::Path::new(&target.filename);
         let g = crate::deps::resolve(&img, as_execed, &interp.requested, &env).unwrap();
-        let opts = super::RtldOptions::from_env(&envp);
+        let opts = super::RtldOptions {
+            ledger: true,
+            ..super::RtldOptions::from_env(&envp)
+        };
         let l = super::dl_main(&exec, &g, &env, opts, None).unwrap();
         for a in &l.malloc.ledger {
             println!("LEDGER {:#x} {}", a.size, a.what);
