@@ -179,8 +179,16 @@ impl AddressSpace {
     }
 
     fn insert_vma(&mut self, vma: Vma, merge: bool) {
-        self.unmap_range(vma.start, vma.end);
-        let pos = self.vmas.partition_point(|v| v.start < vma.start);
+        let mut pos = self.vmas.partition_point(|v| v.start < vma.start);
+        // Most mappings land in a free range: then nothing is unmapped.
+        let free = pos
+            .checked_sub(1)
+            .is_none_or(|p| self.vmas[p].end <= vma.start)
+            && self.vmas.get(pos).is_none_or(|n| n.start >= vma.end);
+        if !free {
+            self.unmap_range(vma.start, vma.end);
+            pos = self.vmas.partition_point(|v| v.start < vma.start);
+        }
         self.vmas.insert(pos, vma);
         if merge {
             self.merge_at(pos);
