@@ -1201,8 +1201,8 @@ impl Rtld<'_> {
     /// the name is added (`add_name_to_object`, a small malloc).
     fn find_loaded(&mut self, name: &str) -> Result<Option<usize>> {
         let vdso_name = vdso_facts(self.abi).0;
-        for n in self.chain.clone() {
-            let i = match n {
+        for p in 0..self.chain.len() {
+            let i = match self.chain[p] {
                 Node::Vdso => {
                     if name == vdso_name {
                         return Ok(Some(VDSO));
