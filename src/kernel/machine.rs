@@ -73,6 +73,28 @@ fn read_small(path: &str) -> Option<String> {
     String::from_utf8(buf[..n].to_vec()).ok()
 }
 
+/// A whole /proc file, whose size stat() does not tell (it says 0): reads into `room`
+/// bytes (doubled when filled) until the end, without the size query and growing probe
+/// reads of `fs::read`.
+fn read_proc(path: &str, room: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; room.max(1)];
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            buf.resize(n * 2, 0);
+        }
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(n);
+    Some(buf)
+}
+
 fn read_num(path: &str) -> Option<u64> {
     read_small(path)?.trim().parse().ok()
 }
@@ -129,9 +151,10 @@ impl MachineParams {
     }
 
     fn read_own_maps(&mut self) {
-        let Ok(text) = fs::read_to_string("/proc/self/maps") else {
+        let Some(text) = read_proc("/proc/self/maps", 4096) else {
             return;
         };
+        let text = String::from_utf8_lossy(&text);
         let mut vvar_vclock = false;
         for line in text.lines() {
             let Ok(l) = crate::maps::MapsLine::parse(line) else {
@@ -154,7 +177,7 @@ impl MachineParams {
     }
 
     fn read_own_auxv(&mut self) {
-        if let Ok(b) = fs::read("/proc/self/auxv") {
+        if let Some(b) = read_proc("/proc/self/auxv", 1024) {
             let n = b
                 .chunks_exact(16)
                 .position(|c| c[..8] == [0; 8])
