@@ -760,11 +760,14 @@ fn read_gnu_hash(
         Some(())
     };
     reread(&mut table, chain)?;
-    let max = table
+    // As whole 4-byte words, so that the loop over thousands of buckets vectorizes.
+    let (words, _) = table
         .get(buckets, 4 * u64::from(nbuckets))?
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .max()?;
+        .as_chunks::<4>();
+    let max = words
+        .iter()
+        .map(|b| u32::from_le_bytes(*b))
+        .fold(0, u32::max);
     let nsyms = if max < symoffset {
         u64::from(symoffset)
     } else {
@@ -866,7 +869,11 @@ impl Scope {
     /// From entries in global-scope order; every object but ld.so (`rtld`) is relocated,
     /// DT_JMPREL skipped when `lazy` for objects without BIND_NOW.
     fn from_entries(entries: Vec<Option<ScopeEntry>>, rtld: usize, lazy: bool) -> Scope {
-        let mut defined = NameSet::default();
+        // Sized once: the union grows past a thousand names for C++ programs.
+        let mut defined = NameSet::with_capacity_and_hasher(
+            entries.iter().flatten().map(|e| e.defines.len()).sum(),
+            Default::default(),
+        );
         let mut definers = Vec::new();
         let mut syms = Vec::with_capacity(entries.len());
         for (i, e) in entries.into_iter().enumerate() {
@@ -1052,8 +1059,9 @@ fn count_references(
     let filter = HashFilter::new(defined.iter().map(|n| &**n));
     // Name -> resolves to a unique definition (per type class that matters: COPY skips the
     // program, PLT rejects undefined symbols with a value).
-    let mut resolved: NameMap<[Option<bool>; 3]> = NameMap::default();
-    let mut seen = NameSet::default();
+    let mut resolved: NameMap<[Option<bool>; 3]> =
+        NameMap::with_capacity_and_hasher(defined.len(), Default::default());
+    let mut seen = NameSet::with_capacity_and_hasher(defined.len(), Default::default());
     for &(i, lazy) in relocated {
         let Some(obj) = scope.get(i).and_then(Option::as_ref) else {
             continue;
