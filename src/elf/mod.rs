@@ -346,9 +346,38 @@ fn parse_headers(
 /// `len` bytes of `file` from `off` (`pread`, repeated until done); the caller has checked
 /// the range against the file's length.
 fn read_range(file: &File, off: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    let n = usize::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
-    let mut buf = vec![0u8; n];
-    file.read_exact_at(&mut buf, off)?;
+    use std::io::{Error, ErrorKind};
+    use std::os::fd::AsRawFd;
+    let n = usize::try_from(len).map_err(|_| Error::from_raw_os_error(libc::EFBIG))?;
+    // Read into the vector's unused capacity: zeroing it first (as `read_exact_at` needs)
+    // would write every byte twice.
+    let mut buf: Vec<u8> = Vec::with_capacity(n);
+    while buf.len() < n {
+        let at = off
+            .checked_add(buf.len() as u64)
+            .and_then(|a| libc::off_t::try_from(a).ok())
+            .ok_or_else(|| Error::from_raw_os_error(libc::EFBIG))?;
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: pread(2) writes at most `spare.len()` bytes into the vector's unused
+        // capacity, and the length grows by exactly the count it reports written.
+        let got = unsafe {
+            let r = libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at);
+            if r > 0 {
+                buf.set_len(buf.len() + r as usize);
+            }
+            r
+        };
+        match got {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            r if r < 0 => {
+                let e = Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            _ => {}
+        }
+    }
     Ok(buf)
 }
 
