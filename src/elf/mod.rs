@@ -152,8 +152,10 @@ impl ElfImage {
 
     /// Bytes from `off` up to `max` of them, fewer at the end of the file, as a read-only
     /// private mapping of the file (memmap2): for large tables read densely, where the
-    /// page cache's pages are mapped 16 at a time on a fault, instead of being copied into
-    /// fresh memory that faults page by page.
+    /// page cache's pages are mapped instead of being copied into fresh memory that faults
+    /// page by page. The mapping is populated (MAP_POPULATE) as it is made: the tables are
+    /// read whole, and one call costs less here than a fault per 16 pages (curl's plan
+    /// -0.13 ms, gdb's -0.02 to -0.04 ms, paired).
     pub fn map_upto(&self, off: u64, max: u64) -> Option<memmap2::Mmap> {
         let len = usize::try_from(max.min(self.len.checked_sub(off)?)).ok()?;
         // SAFETY: memmap2's map is unsafe because another process could change the file
@@ -163,6 +165,7 @@ impl ElfImage {
             memmap2::MmapOptions::new()
                 .offset(off)
                 .len(len)
+                .populate()
                 .map(&self.file)
         }
         .ok()
