@@ -152,9 +152,11 @@ impl std::ops::Deref for Bytes {
 impl Table {
     /// From this size on a table is mapped rather than read: on this kind of machine
     /// (a VM with costly exceptions and copies) `pread` copies about 1.4 GB/s and each
-    /// fresh page of memory costs about 3 us, while a fault on a mapping maps 16 page-cache
-    /// pages at once; the break-even is near 13 KiB.
-    const MAP_FROM: u64 = 16 * 1024;
+    /// fresh page of memory costs about 3 us, while a populated mapping costs an `mmap`
+    /// and a `munmap` of a few microseconds each (taking other threads' TLBs with them).
+    /// Measured on gdb's plan (paired): 8 KiB +0.04 ms and 64 KiB +0.01 ms against 32 KiB
+    /// -0.05 to -0.08 ms, each against 16 KiB.
+    const MAP_FROM: u64 = 32 * 1024;
 
     /// Bytes `[start, start+len)` of `img`, cut at the end of the file (empty past it).
     fn read(img: &ElfImage, start: u64, len: u64) -> Table {
