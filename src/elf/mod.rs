@@ -145,8 +145,8 @@ impl ElfImage {
     pub fn read_into<'b>(&self, off: u64, len: u64, buf: &'b mut Vec<u8>) -> Option<&'b [u8]> {
         let len = len.min(self.len.checked_sub(off)?);
         let n = usize::try_from(len).ok()?;
-        buf.resize(n, 0);
-        self.file.read_exact_at(&mut buf[..n], off).ok()?;
+        buf.clear();
+        pread_append(&self.file, off, n, buf).ok()?;
         Some(&buf[..n])
     }
 
@@ -349,22 +349,30 @@ fn parse_headers(
 /// `len` bytes of `file` from `off` (`pread`, repeated until done); the caller has checked
 /// the range against the file's length.
 fn read_range(file: &File, off: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let n = usize::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    let mut buf = Vec::new();
+    pread_append(file, off, n, &mut buf)?;
+    Ok(buf)
+}
+
+/// Append bytes `[off, off+n)` of `file` to `buf`, read into its unused capacity: zeroing
+/// it first (as `read_exact_at` needs) would write every byte twice.
+fn pread_append(file: &File, off: u64, n: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
     use std::os::fd::AsRawFd;
-    let n = usize::try_from(len).map_err(|_| Error::from_raw_os_error(libc::EFBIG))?;
-    // Read into the vector's unused capacity: zeroing it first (as `read_exact_at` needs)
-    // would write every byte twice.
-    let mut buf: Vec<u8> = Vec::with_capacity(n);
-    while buf.len() < n {
+    buf.reserve(n);
+    let (start, end) = (buf.len(), buf.len() + n);
+    while buf.len() < end {
         let at = off
-            .checked_add(buf.len() as u64)
+            .checked_add((buf.len() - start) as u64)
             .and_then(|a| libc::off_t::try_from(a).ok())
             .ok_or_else(|| Error::from_raw_os_error(libc::EFBIG))?;
+        let want = end - buf.len();
         let spare = buf.spare_capacity_mut();
-        // SAFETY: pread(2) writes at most `spare.len()` bytes into the vector's unused
-        // capacity, and the length grows by exactly the count it reports written.
+        // SAFETY: pread(2) writes at most `want` (<= `spare.len()`) bytes into the vector's
+        // unused capacity, and the length grows by exactly the count it reports written.
         let got = unsafe {
-            let r = libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at);
+            let r = libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), want, at);
             if r > 0 {
                 buf.set_len(buf.len() + r as usize);
             }
@@ -381,7 +389,7 @@ fn read_range(file: &File, off: u64, len: u64) -> std::io::Result<Vec<u8>> {
             _ => {}
         }
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Models `fs/binfmt_elf.c: total_mapping_size()`: from the page start of the first
