@@ -100,63 +100,65 @@ struct Fields<'a> {
     path: &'a str,
 }
 
-/// `v` in lower-case hex, zero-padded to `width` digits (`%0*lx`).
-fn push_hex(s: &mut Vec<u8>, v: u64, width: usize) {
+/// `v` in lower-case hex, zero-padded to `width` digits (`%0*lx`), written into `b` at
+/// `at`; returns the index after it.
+fn put_hex(b: &mut [u8; LINE_HEAD], at: usize, v: u64, width: usize) -> usize {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [b'0'; 16];
-    let mut i = buf.len();
+    let digits = ((64 - v.leading_zeros() as usize).div_ceil(4))
+        .max(width)
+        .max(1);
     let mut v = v;
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(v & 15) as usize];
+    for i in (at..at + digits).rev() {
+        b[i] = DIGITS[(v & 15) as usize];
         v >>= 4;
-        if v == 0 {
-            break;
-        }
     }
-    let from = i.min(buf.len().saturating_sub(width));
-    s.extend_from_slice(&buf[from..]);
+    at + digits
 }
 
-/// `v` in decimal (`%lu`).
-fn push_dec(s: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+/// `v` in decimal (`%lu`), written into `b` at `at`; returns the index after it.
+fn put_dec(b: &mut [u8; LINE_HEAD], at: usize, v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     let mut v = v;
     loop {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
+        digits[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    s.extend_from_slice(&buf[i..]);
+    let n = digits.len() - i;
+    b[at..at + n].copy_from_slice(&digits[i..]);
+    at + n
 }
+
+/// Room for a line's columns before the name: at most 16+1+16+1+4+1+16+1+8+1+8+1+20+1 =
+/// 95 bytes, then the padding to the name column.
+const LINE_HEAD: usize = 128;
 
 /// One maps line as `show_map_vma()` prints it (without the newline): `%08lx-%08lx %s
 /// %08llx %02x:%02x %lu `, then, for a named VMA, padding to the name column and the name.
+/// The columns are built in a buffer on the stack (filled with spaces: the padding) and
+/// appended with the name in two copies.
 fn write_line(s: &mut Vec<u8>, f: Fields) {
-    let line_start = s.len();
-    push_hex(s, f.start, 8);
-    s.push(b'-');
-    push_hex(s, f.end, 8);
-    s.push(b' ');
-    s.extend_from_slice(f.perms.as_bytes());
-    s.push(b' ');
-    push_hex(s, f.offset, 8);
-    s.push(b' ');
-    push_hex(s, u64::from(f.dev.0), 2);
-    s.push(b':');
-    push_hex(s, u64::from(f.dev.1), 2);
-    s.push(b' ');
-    push_dec(s, f.inode);
-    s.push(b' ');
+    let mut b = [b' '; LINE_HEAD];
+    let mut n = put_hex(&mut b, 0, f.start, 8);
+    b[n] = b'-';
+    n = put_hex(&mut b, n + 1, f.end, 8);
+    let perms = f.perms.as_bytes();
+    let p = perms.len().min(4);
+    b[n + 1..n + 1 + p].copy_from_slice(&perms[..p]);
+    n = put_hex(&mut b, n + 2 + p, f.offset, 8);
+    n = put_hex(&mut b, n + 1, u64::from(f.dev.0), 2);
+    b[n] = b':';
+    n = put_hex(&mut b, n + 1, u64::from(f.dev.1), 2);
+    n = put_dec(&mut b, n + 1, f.inode) + 1;
     if !f.path.is_empty() {
-        let pad = NAME_PAD.saturating_sub(s.len() - line_start);
-        s.resize(s.len() + pad + 1, b' ');
-        s.extend_from_slice(f.path.as_bytes());
+        n = n.max(NAME_PAD) + 1;
     }
+    s.extend_from_slice(&b[..n]);
+    s.extend_from_slice(f.path.as_bytes());
 }
 
 /// The name `fs/proc/task_mmu.c: get_vma_name()` gives a VMA: the file path, a special
