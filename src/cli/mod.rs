@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -208,7 +207,9 @@ fn run_request(
     })
 }
 
-pub fn run() -> Result<ExitCode, CliError> {
+/// Run the command line; the process's exit status (0 done or same, 1 compare found a
+/// difference, 2 no plan possible).
+pub fn run() -> Result<u8, CliError> {
     let cli = Cli::parse();
     let machine = MachineParams::detect();
     let stdout = io::stdout();
@@ -236,7 +237,7 @@ pub fn run() -> Result<ExitCode, CliError> {
             // The process ends now: leave the mapped ELF files to exit's single teardown
             // rather than one munmap per file.
             std::mem::forget(plan);
-            Ok(ExitCode::SUCCESS)
+            Ok(0)
         }
         Cmd::Run(a) => {
             let target = Target::resolve(&a.common.program, &a.common.args)?;
@@ -249,7 +250,7 @@ pub fn run() -> Result<ExitCode, CliError> {
             } else {
                 out.write_all(obs.maps.as_bytes())?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(0)
         }
         Cmd::Deps(a) => {
             let target = Target::resolve(&a.program, &[])?;
@@ -269,7 +270,7 @@ pub fn run() -> Result<ExitCode, CliError> {
                     "{}: statically linked (no PT_INTERP): no loader, no libraries",
                     target.program.display()
                 )?;
-                return Ok(ExitCode::SUCCESS);
+                return Ok(0);
             };
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &graph).map_err(io::Error::other)?;
@@ -278,7 +279,7 @@ pub fn run() -> Result<ExitCode, CliError> {
                 render::deps::write_tree(&graph, &mut out)?;
             }
             if graph.complete() {
-                Ok(ExitCode::SUCCESS)
+                Ok(0)
             } else {
                 for m in &graph.missing {
                     eprintln!(
@@ -292,7 +293,7 @@ pub fn run() -> Result<ExitCode, CliError> {
                             .unwrap_or("?")
                     );
                 }
-                Ok(ExitCode::from(2))
+                Ok(2)
             }
         }
         Cmd::Compare(a) => {
@@ -384,11 +385,7 @@ pub fn run() -> Result<ExitCode, CliError> {
                 }
             }
             let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
-            Ok(if same {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if same { 0 } else { 1 })
         }
     }
 }
