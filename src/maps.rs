@@ -133,29 +133,32 @@ fn put_dec(b: &mut [u8; LINE_HEAD], at: usize, v: u64) -> usize {
     at + n
 }
 
-/// Room for a line's columns before the name: at most 16+1+16+1+4+1+16+1+8+1+8+1+20+1 =
-/// 95 bytes, then the padding to the name column.
+/// Room for a line's columns around the permissions: `start-end ` is at most 34 bytes, and
+/// ` offset dev:dev inode ` at most 60, then the padding to the name column.
 const LINE_HEAD: usize = 128;
 
 /// One maps line as `show_map_vma()` prints it (without the newline): `%08lx-%08lx %s
 /// %08llx %02x:%02x %lu `, then, for a named VMA, padding to the name column and the name.
 /// The columns are built in a buffer on the stack (filled with spaces: the padding) and
-/// appended with the name in two copies.
+/// appended with the permissions and the name in a few copies.
 fn write_line(s: &mut Vec<u8>, f: Fields) {
+    let line_start = s.len();
     let mut b = [b' '; LINE_HEAD];
     let mut n = put_hex(&mut b, 0, f.start, 8);
     b[n] = b'-';
-    n = put_hex(&mut b, n + 1, f.end, 8);
-    let perms = f.perms.as_bytes();
-    let p = perms.len().min(4);
-    b[n + 1..n + 1 + p].copy_from_slice(&perms[..p]);
-    n = put_hex(&mut b, n + 2 + p, f.offset, 8);
+    n = put_hex(&mut b, n + 1, f.end, 8) + 1;
+    s.extend_from_slice(&b[..n]);
+    s.extend_from_slice(f.perms.as_bytes());
+    let mut b = [b' '; LINE_HEAD];
+    n = put_hex(&mut b, 1, f.offset, 8);
     n = put_hex(&mut b, n + 1, u64::from(f.dev.0), 2);
     b[n] = b':';
     n = put_hex(&mut b, n + 1, u64::from(f.dev.1), 2);
     n = put_dec(&mut b, n + 1, f.inode) + 1;
     if !f.path.is_empty() {
-        n = n.max(NAME_PAD) + 1;
+        // Up to the name column (counted from the line's start), then one space.
+        let so_far = s.len() - line_start;
+        n = n.max(NAME_PAD.saturating_sub(so_far)) + 1;
     }
     s.extend_from_slice(&b[..n]);
     s.extend_from_slice(f.path.as_bytes());

@@ -207,8 +207,8 @@ fn run_request(
     })
 }
 
-/// Run the command line; the process's exit status (0 done or same, 1 compare found a
-/// difference, 2 no plan possible).
+/// Run the command line; the process's exit status (0 done or the same, 1 compare found a
+/// difference, 2 a plan or tree could not be made complete, e.g. a library is missing).
 pub fn run() -> Result<u8, CliError> {
     let cli = Cli::parse();
     let machine = MachineParams::detect();

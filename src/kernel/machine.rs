@@ -88,6 +88,7 @@ fn read_proc(path: &str, room: usize) -> Option<Vec<u8>> {
         match f.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
     }

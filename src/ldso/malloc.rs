@@ -20,7 +20,8 @@ pub const MALLOC_ALIGNMENT: u64 = 16;
 pub struct Allocation {
     /// Requested size in bytes.
     pub size: u64,
-    /// What glibc allocates it for (the calling function and object).
+    /// What glibc allocates it for (the calling function and object); empty unless the
+    /// ledger keeps labels ([`MinimalMalloc::with_labels`], `RtldOptions::ledger`).
     pub what: String,
     /// The address returned.
     pub addr: u64,
