@@ -185,11 +185,20 @@ impl AddressSpace {
             .checked_sub(1)
             .is_none_or(|p| self.vmas[p].end <= vma.start)
             && self.vmas.get(pos).is_none_or(|n| n.start >= vma.end);
-        if !free {
-            self.unmap_range(vma.start, vma.end);
-            pos = self.vmas.partition_point(|v| v.start < vma.start);
+        if free {
+            self.vmas.insert(pos, vma);
+        } else {
+            // unmap_range() then insert, with the new VMA written over the first one it
+            // replaces (the list shifts once less).
+            let inside = self.split_range(vma.start, vma.end);
+            pos = inside.start;
+            if inside.is_empty() {
+                self.vmas.insert(pos, vma);
+            } else {
+                self.vmas[pos] = vma;
+                self.vmas.drain(pos + 1..inside.end);
+            }
         }
-        self.vmas.insert(pos, vma);
         if merge {
             self.merge_at(pos);
         }
@@ -242,9 +251,9 @@ impl AddressSpace {
     fn split_at(&mut self, addr: u64) {
         let i = self.vmas.partition_point(|v| v.start < addr);
         if let Some(i) = i.checked_sub(1).filter(|&i| addr < self.vmas[i].end) {
-            let v = self.vmas[i].clone();
-            self.vmas[i] = v.slice(v.start, addr);
-            self.vmas.insert(i + 1, v.slice(addr, v.end));
+            let right = self.vmas[i].slice(addr, self.vmas[i].end);
+            self.vmas[i].end = addr;
+            self.vmas.insert(i + 1, right);
         }
     }
 

@@ -117,8 +117,11 @@ impl Vma {
         Vma {
             start,
             end,
+            prot: self.prot,
+            shared: self.shared,
+            account: self.account,
+            growsdown: self.growsdown,
             backing,
-            ..self.clone()
         }
     }
 
