@@ -316,7 +316,7 @@ pub fn dependencies(
 }
 
 /// How the resolver starts its helper thread ([`helper`], pinned to another CPU), once the
-/// load list holds [`HELPER_AFTER`] objects. With `scan` the objects are reported to it and
+/// load list will hold [`HELPER_AFTER`] objects ([`crate::deps::HelperStart`]). With `scan` the objects are reported to it and
 /// the unique-symbol tables it computes come on the receiver, which is closed if it never
 /// starts; without, it only reads libraries ahead.
 fn helper_start(
@@ -351,9 +351,9 @@ fn helper_start(
     (start, ahead_rx)
 }
 
-/// The helper thread starts when the load list holds this many objects. Measured here: the
-/// helper costs ls, bash, git and python3 (5-7 objects) about 0.1 ms, and saves curl (31)
-/// 0.2 ms and gdb (58) about 2 ms.
+/// The helper thread starts when the load list will hold this many objects. Measured here:
+/// a helper costs ls, bash, git and python3 (4-6 objects) 0.16-0.24 ms, and saves curl
+/// (33) about 0.2 ms and gdb (58) about 1.2 ms.
 const HELPER_AFTER: usize = 8;
 
 /// Move `thread` off the CPU we run on, when we may run on another. A new thread is often

@@ -268,9 +268,10 @@ pub struct Helper {
     pub prefetch: Arc<prefetch::Prefetch>,
 }
 
-/// How the resolver gets its helper: started only once the load list holds `after`
-/// objects (a thread costs about 0.1 ms here, more than it saves on a short list), then
-/// told about every object so far if `report`.
+/// How the resolver gets its helper: started only once the load list will hold at least
+/// `after` objects, as far as it can tell (a thread costs about 0.1 ms here, more than it
+/// saves on a short list): its length so far plus the DT_NEEDED entries of the object just
+/// entered. Then it is told about every object so far if `report`.
 pub struct HelperStart<'a> {
     pub spawn: Box<dyn FnOnce() -> Helper + 'a>,
     pub after: usize,

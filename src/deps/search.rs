@@ -335,10 +335,13 @@ impl<'e> Glibc<'e> {
                 is_rtld: Some(i) == self.rtld_idx,
             });
         }
+        // The list so far and what the new object names (some of them may be loaded
+        // already): curl's list is known to be long once libcurl is in it.
+        let ahead = self.objs[i].dynamic().map_or(0, |d| d.needed.len());
         if self
             .start
             .as_ref()
-            .is_some_and(|s| self.objs.len() >= s.after)
+            .is_some_and(|s| self.objs.len() + ahead >= s.after)
         {
             if let Some(start) = self.start.take() {
                 self.helper = Some((start.spawn)());
