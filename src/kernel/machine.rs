@@ -56,21 +56,9 @@ pub struct MachineParams {
     pub env: Vec<OsString>,
 }
 
-/// A small /proc file: one `open` and `read`s into a stack buffer (no `statx` for a size
-/// hint, which /proc files do not give anyway).
+/// A small /proc file as text ([`read_proc`]).
 fn read_small(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
-    let mut buf = [0u8; 4096];
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    String::from_utf8(buf[..n].to_vec()).ok()
+    String::from_utf8(read_proc(path, 4096)?).ok()
 }
 
 /// A whole /proc file, whose size stat() does not tell (it says 0): reads into `room`
