@@ -394,10 +394,17 @@ pub fn helper(
     crate::ldso::unique::UniqueAhead,
     crate::ldso::unique::TablesRead,
 )> {
-    use crate::deps::Work;
+    use crate::deps::{ObjectFound, Work};
+    use std::collections::VecDeque;
     use std::sync::mpsc::TryRecvError;
+    fn queue(w: Work, fetch: &mut Vec<String>, later: &mut VecDeque<ObjectFound>) {
+        match w {
+            Work::Fetch(path) => fetch.push(path),
+            Work::Found(found) => later.push_back(*found),
+        }
+    }
     let mut fs = crate::deps::Fs::new(env);
-    let mut later = std::collections::VecDeque::new();
+    let mut later = VecDeque::new();
     // Paths to read, the latest asked for on top: the resolver works from the oldest.
     let mut fetch: Vec<String> = Vec::new();
     loop {
@@ -407,8 +414,7 @@ pub fn helper(
         let mut closed = false;
         loop {
             match rx.try_recv() {
-                Ok(Work::Fetch(path)) => fetch.push(path),
-                Ok(Work::Found(found)) => later.push_back(*found),
+                Ok(w) => queue(w, &mut fetch, &mut later),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     closed = true;
@@ -427,8 +433,7 @@ pub fn helper(
             prefetch.fetch(&mut fs, &path);
         } else {
             match rx.recv() {
-                Ok(Work::Fetch(path)) => fetch.push(path),
-                Ok(Work::Found(found)) => later.push_back(*found),
+                Ok(w) => queue(w, &mut fetch, &mut later),
                 Err(_) => break,
             }
         }
