@@ -337,14 +337,12 @@ impl<'e> Glibc<'e> {
         }
         // The list so far and what the new object names (some of them may be loaded
         // already): curl's list is known to be long once libcurl is in it.
-        let ahead = self.objs[i].dynamic().map_or(0, |d| d.needed.len());
-        if self
-            .start
-            .as_ref()
-            .is_some_and(|s| self.objs.len() + ahead >= s.after)
-        {
-            if let Some(start) = self.start.take() {
-                self.helper = Some((start.spawn)());
+        if let Some(after) = self.start.as_ref().map(|s| s.after) {
+            let ahead = self.objs[i].dynamic().map_or(0, |d| d.needed.len());
+            if self.objs.len() + ahead >= after {
+                if let Some(start) = self.start.take() {
+                    self.helper = Some((start.spawn)());
+                }
             }
         }
         if self.unsent.len() >= BATCH {
@@ -826,33 +824,27 @@ impl<'e> Glibc<'e> {
             return;
         }
         let host = self.fs.host(LD_SO_CACHE).into_owned();
+        let used = |size, dev, ino, valid| CacheUse {
+            path: PathBuf::from(LD_SO_CACHE),
+            host_path: host.clone(),
+            size,
+            dev,
+            ino,
+            valid,
+        };
         let (state, opened) = match LdCache::open(&host) {
             Ok(c) => {
-                let used = CacheUse {
-                    path: PathBuf::from(LD_SO_CACHE),
-                    host_path: host,
-                    size: c.size,
-                    dev: c.dev,
-                    ino: c.ino,
-                    valid: true,
-                };
-                (CacheState::Open(c), (Some(used), None))
+                let u = used(c.size, c.dev, c.ino, true);
+                (CacheState::Open(c), (Some(u), None))
             }
             Err(e) => match std::fs::metadata(&host) {
-                Ok(m) => {
-                    let used = CacheUse {
-                        path: PathBuf::from(LD_SO_CACHE),
-                        host_path: host.clone(),
-                        size: m.len(),
-                        dev: m.dev(),
-                        ino: m.ino(),
-                        valid: false,
-                    };
+                Ok(m) => (
+                    CacheState::Absent,
                     (
-                        CacheState::Absent,
-                        (Some(used), Some(format!("{e}: ld.so ignores the cache"))),
-                    )
-                }
+                        Some(used(m.len(), m.dev(), m.ino(), false)),
+                        Some(format!("{e}: ld.so ignores the cache")),
+                    ),
+                ),
                 Err(_) => (CacheState::Absent, (None, None)),
             },
         };
