@@ -67,26 +67,7 @@ fn loaded_testdata_legacy() {
 
 #[test]
 fn loaded_testdata_32bit_3gb() {
-    let progs: Vec<PathBuf> = glibc_programs()
-        .into_iter()
-        .filter(|p| is_32bit(p))
-        .collect();
-    assert!(
-        progs.len() >= 8,
-        "expected the 32-bit test programs, found {progs:?}"
-    );
-    check_all(&["--no-aslr", "--stage", "loaded", "--3gb"], &progs);
-    check_all(
-        &[
-            "--no-aslr",
-            "--stage",
-            "loaded",
-            "--3gb",
-            "--layout",
-            "legacy",
-        ],
-        &progs,
-    );
+    check_32bit_3gb("loaded", glibc_programs(), check_all);
 }
 
 #[test]

@@ -87,26 +87,7 @@ fn testdata_small_and_large_stack_limits() {
 
 #[test]
 fn testdata_32bit_3gb() {
-    let progs: Vec<PathBuf> = testdata_programs()
-        .into_iter()
-        .filter(|p| is_32bit(p))
-        .collect();
-    assert!(
-        progs.len() >= 8,
-        "expected the 32-bit test programs, found {progs:?}"
-    );
-    check_all(&["--no-aslr", "--stage", "exec", "--3gb"], &progs);
-    check_all(
-        &[
-            "--no-aslr",
-            "--stage",
-            "exec",
-            "--3gb",
-            "--layout",
-            "legacy",
-        ],
-        &progs,
-    );
+    check_32bit_3gb("exec", testdata_programs(), check_all);
 }
 
 #[test]

@@ -466,24 +466,7 @@ impl Musl<'_> {
         if let Some(s) = &self.sys_path {
             return s.clone();
         }
-        let arch = match self.env.abi {
-            Abi::X86_64 => "x86_64",
-            Abi::I386 => "i386",
-        };
-        let name = &self.ldso_name;
-        let prefix = if name.starts_with('/') {
-            // z = second-to-last '/', t = last '/'.
-            let slashes: Vec<usize> = name.match_indices('/').map(|(i, _)| i).collect();
-            let z = if slashes.len() >= 2 {
-                slashes[slashes.len() - 2]
-            } else {
-                0
-            };
-            &name[..z]
-        } else {
-            ""
-        };
-        let file = format!("{prefix}/etc/ld-musl-{arch}.path");
+        let file = path_file(&self.ldso_name, self.env.abi);
         let s = match std::fs::read(self.fs.host(&file)) {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => DEFAULT_SYS_PATH.to_string(),
@@ -492,6 +475,23 @@ impl Musl<'_> {
         self.sys_path = Some(s.clone());
         s
     }
+}
+
+/// Where `load_library()` looks for the system path: `<prefix>/etc/ld-musl-<arch>.path`,
+/// prefix being the loader's name up to its second-to-last '/' (empty for a name without a
+/// leading '/').
+pub(crate) fn path_file(ldso_name: &str, abi: Abi) -> String {
+    let arch = match abi {
+        Abi::X86_64 => "x86_64",
+        Abi::I386 => "i386",
+    };
+    let prefix = if ldso_name.starts_with('/') {
+        let mut slashes = ldso_name.rmatch_indices('/').map(|(i, _)| i);
+        slashes.nth(1).unwrap_or(0)
+    } else {
+        0
+    };
+    format!("{}/etc/ld-musl-{arch}.path", &ldso_name[..prefix])
 }
 
 enum Opened {
@@ -514,4 +514,25 @@ pub(crate) fn substitute_origin(s: &str, origin: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// musl's rule (`ldso/dynlink.c: load_library()`): the prefix ends at the name's
+    /// second-to-last '/', or is empty.
+    #[test]
+    fn deps_musl_path_file() {
+        assert_eq!(
+            path_file("/lib/ld-musl-x86_64.so.1", Abi::X86_64),
+            "/etc/ld-musl-x86_64.path"
+        );
+        assert_eq!(
+            path_file("/usr/local/musl/lib/libc.so", Abi::I386),
+            "/usr/local/musl/etc/ld-musl-i386.path"
+        );
+        assert_eq!(path_file("/ld.so", Abi::X86_64), "/etc/ld-musl-x86_64.path");
+        assert_eq!(path_file("ld.so", Abi::X86_64), "/etc/ld-musl-x86_64.path");
+    }
 }

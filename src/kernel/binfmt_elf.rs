@@ -412,7 +412,7 @@ pub fn load_elf_binary(
         ExecutableStack::DisableX => false,
         ExecutableStack::Default => read_implies_exec,
     };
-    mm.insert(Vma {
+    let stack_vma = Vma {
         start: stack.vm_start,
         end: stack.vm_end,
         prot: Prot::new(true, true, stack_exec),
@@ -420,7 +420,8 @@ pub fn load_elf_binary(
         account: true,
         growsdown: true,
         backing: Backing::Anon,
-    });
+    };
+    mm.insert(stack_vma.clone());
 
     // The program's PT_LOADs.
     let file = crate::fsinfo::file_ref(&path, 1)?;
@@ -537,15 +538,7 @@ pub fn load_elf_binary(
     let vdso_base = map_vdso(&mut mm, machine, abi)?;
 
     // create_elf_tables() extends the stack to the final stack pointer.
-    mm.insert(Vma {
-        start: stack.vm_start,
-        end: stack.vm_end,
-        prot: Prot::new(true, true, stack_exec),
-        shared: false,
-        account: true,
-        growsdown: true,
-        backing: Backing::Anon,
-    });
+    mm.insert(stack_vma);
     mm.start_stack = stack.start_stack;
 
     // brk (v6.15+): a loader (ET_DYN without PT_INTERP) gets its brk at ELF_ET_DYN_BASE.

@@ -1027,19 +1027,8 @@ impl Dls3<'_> {
         if let Some(s) = &self.sys_path {
             return Ok(s.clone());
         }
-        let name = &self.ldso_name;
-        let prefix = if name.starts_with('/') {
-            let slashes: Vec<usize> = name.match_indices('/').map(|(i, _)| i).collect();
-            let z = if slashes.len() >= 2 {
-                slashes[slashes.len() - 2]
-            } else {
-                0
-            };
-            name[..z].to_string()
-        } else {
-            String::new()
-        };
-        let file = format!("{prefix}/etc/ld-musl-x86_64.path");
+        // Only x86_64 musl programs get here (`dl_main` refuses others).
+        let file = crate::deps::musl::path_file(&self.ldso_name, Abi::X86_64);
         let host = self.fs.host(&file).into_owned();
         let s = match std::fs::File::open(&host) {
             Ok(f) => {

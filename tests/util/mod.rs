@@ -177,3 +177,18 @@ pub fn check_all(label: &str, opts: &[&str], programs: &[PathBuf]) {
         .collect();
     assert_no_failures(&format!("{label}{opts:?}"), programs.len(), &failures);
 }
+
+/// The 32-bit programs among `programs` (the test programs hold at least 8), checked by
+/// `check` with `--3gb` (ADDR_LIMIT_3GB) at `stage`, in the flexible and the legacy layout.
+pub fn check_32bit_3gb(stage: &str, programs: Vec<PathBuf>, check: impl Fn(&[&str], &[PathBuf])) {
+    let progs: Vec<PathBuf> = programs.into_iter().filter(|p| is_32bit(p)).collect();
+    assert!(
+        progs.len() >= 8,
+        "expected the 32-bit test programs, found {progs:?}"
+    );
+    check(&["--no-aslr", "--stage", stage, "--3gb"], &progs);
+    check(
+        &["--no-aslr", "--stage", stage, "--3gb", "--layout", "legacy"],
+        &progs,
+    );
+}
