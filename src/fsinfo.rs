@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::elf::ElfImage;
 use crate::error::{Error, Result};
 use crate::mm::FileRef;
 
@@ -26,38 +27,15 @@ const THP_FS_MAGIC: &[i64] = &[
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 thread_local! {
-    /// Canonical form of directories already seen (a library directory is resolved once).
-    static CANON_DIRS: RefCell<HashMap<PathBuf, PathBuf>> = RefCell::new(HashMap::new());
     /// `statfs` magic per device.
     static FS_MAGIC: RefCell<HashMap<u64, i64>> = RefCell::new(HashMap::new());
 }
 
-/// `realpath(path)`, resolving each directory once per process: the canonical parent comes
-/// from a cache, and only the last component is looked at (a symlink there falls back to a
-/// full resolution).
+/// `realpath(path)`: the resolver's walk ([`crate::deps::host_realpath`]), whose
+/// `readlink`s are remembered, so that the directories of the program, the interpreter and
+/// the libraries are looked at once.
 pub fn canonicalize(path: &Path) -> std::io::Result<PathBuf> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return std::fs::canonicalize(path);
-    };
-    if parent.as_os_str().is_empty() || name == ".." || name == "." {
-        return std::fs::canonicalize(path);
-    }
-    let cached = CANON_DIRS.with(|c| c.borrow().get(parent).cloned());
-    let dir = match cached {
-        Some(d) => d,
-        None => {
-            let d = std::fs::canonicalize(parent)?;
-            CANON_DIRS.with(|c| c.borrow_mut().insert(parent.to_path_buf(), d.clone()));
-            d
-        }
-    };
-    let joined = dir.join(name);
-    let meta = std::fs::symlink_metadata(&joined)?;
-    if meta.file_type().is_symlink() {
-        std::fs::canonicalize(&joined)
-    } else {
-        Ok(joined)
-    }
+    crate::deps::host_realpath(path)
 }
 
 /// Describe `path` as a mapping of open number `open_id` would show it.
@@ -65,6 +43,13 @@ pub fn file_ref(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
     let canon = canonicalize(path).map_err(|e| Error::io(path, e))?;
     let meta = std::fs::metadata(&canon).map_err(|e| Error::io(path, e))?;
     file_ref_known(&canon, meta.dev(), meta.ino(), open_id)
+}
+
+/// [`file_ref`] for a file already open as `img` (its device and inode are the ones
+/// `fstat` gave).
+pub fn file_ref_of(img: &ElfImage, open_id: u32) -> Result<Arc<FileRef>> {
+    let canon = canonicalize(&img.path).map_err(|e| Error::io(&img.path, e))?;
+    file_ref_known(&canon, img.meta.dev(), img.meta.ino(), open_id)
 }
 
 /// [`file_ref`] for a file whose canonical path, device and inode are already known.

@@ -362,57 +362,10 @@ impl<'e> Fs<'e> {
         self.resolve(canon_dir, base)
     }
 
-    /// Resolve the components of `rest` starting from the canonical directory `resolved`.
-    ///
-    /// One `readlink` per component: EINVAL means "exists, not a symlink" (a non-directory
-    /// in the middle then fails the next component's readlink with ENOTDIR; before "." or
-    /// ".." it is checked with a `stat`).
-    fn resolve(&self, mut resolved: String, rest: &str) -> io::Result<String> {
-        // Components still to walk, the next on top: `rest`'s borrowed, a link target's owned.
-        let mut pending: Vec<Cow<str>> = rest.rsplit('/').map(Cow::Borrowed).collect();
-        let mut links = 0;
-        let mut unverified_dir = false;
-        while let Some(comp) = pending.pop() {
-            match &*comp {
-                "" => continue,
-                "." | ".." => {
-                    if unverified_dir && !std::fs::metadata(self.host(&resolved))?.is_dir() {
-                        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-                    }
-                    unverified_dir = false;
-                    if comp == ".." {
-                        let cut = resolved.rfind('/').unwrap_or(0);
-                        resolved.truncate(cut.max(1));
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            // The candidate is built in place: `resolved` + "/" + `comp`.
-            let parent = resolved.len();
-            if resolved != "/" {
-                resolved.push('/');
-            }
-            resolved.push_str(&comp);
-            match std::fs::read_link(self.host(&resolved)) {
-                Ok(target) => {
-                    links += 1;
-                    if links > MAXSYMLINKS {
-                        return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                    }
-                    let target = target.to_string_lossy();
-                    if target.starts_with('/') {
-                        resolved.truncate(1);
-                    } else {
-                        resolved.truncate(parent);
-                    }
-                    pending.extend(target.rsplit('/').map(|c| Cow::Owned(c.to_owned())));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => unverified_dir = true,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(resolved)
+    /// Resolve the components of `rest` starting from the canonical directory `resolved`
+    /// ([`walk`] inside the root).
+    fn resolve(&self, resolved: String, rest: &str) -> io::Result<String> {
+        walk(self.env.root.as_deref(), resolved, rest)
     }
 
     /// In-root canonical path of a file given by its *host* path (the program, which the
@@ -435,6 +388,116 @@ impl<'e> Fs<'e> {
         };
         let s = inside.unwrap_or_else(|| canon.to_string_lossy().into_owned());
         Ok((s, canon))
+    }
+}
+
+/// Resolve the components of `rest` starting from the canonical directory `resolved`, both
+/// in-root paths (realpath(3) semantics inside `root`: absolute link targets are taken
+/// relative to it, ".." never leaves it).
+///
+/// One `readlink` per component: EINVAL means "exists, not a symlink" (a non-directory
+/// in the middle then fails the next component's readlink with ENOTDIR; before "." or
+/// ".." it is checked with a `stat`).
+fn walk(root: Option<&Path>, mut resolved: String, rest: &str) -> io::Result<String> {
+    // Components still to walk, the next on top: `rest`'s borrowed, a link target's owned.
+    let mut pending: Vec<Cow<str>> = rest.rsplit('/').map(Cow::Borrowed).collect();
+    let mut links = 0;
+    let mut unverified_dir = false;
+    while let Some(comp) = pending.pop() {
+        match &*comp {
+            "" => continue,
+            "." | ".." => {
+                if unverified_dir && !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
+                    return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+                }
+                unverified_dir = false;
+                if comp == ".." {
+                    let cut = resolved.rfind('/').unwrap_or(0);
+                    resolved.truncate(cut.max(1));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // The candidate is built in place: `resolved` + "/" + `comp`.
+        let parent = resolved.len();
+        if resolved != "/" {
+            resolved.push('/');
+        }
+        resolved.push_str(&comp);
+        // Directories on the way are looked at again and again (/usr, the library
+        // directory); the last component (a library's own name) mostly once.
+        let host = in_root(root, &resolved);
+        let link = if pending.iter().any(|c| !c.is_empty()) {
+            read_link(&host)
+        } else {
+            read_link_once(&host)
+        };
+        match link {
+            Ok(Some(target)) => {
+                links += 1;
+                if links > MAXSYMLINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    resolved.truncate(1);
+                } else {
+                    resolved.truncate(parent);
+                }
+                pending.extend(target.rsplit('/').map(|c| Cow::Owned(c.to_owned())));
+            }
+            Ok(None) => unverified_dir = true,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resolved)
+}
+
+/// Where absolute in-root path `abs` is on this machine.
+fn in_root<'a>(root: Option<&Path>, abs: &'a str) -> Cow<'a, Path> {
+    match root {
+        None => Cow::Borrowed(Path::new(abs)),
+        Some(r) => Cow::Owned(r.join(abs.trim_start_matches('/'))),
+    }
+}
+
+thread_local! {
+    /// What `readlink` said of each host path so far: the link's target, or `None` for
+    /// "exists and is not a symlink" (EINVAL). The kernel's model and the resolver walk the
+    /// same directories (/usr, /lib64, the library directory) again and again; a plan
+    /// assumes the files do not change under it. Failures are not kept.
+    static READLINK: std::cell::RefCell<HashMap<PathBuf, Option<PathBuf>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// `readlink(2)` of a host path, once per path and thread ([`READLINK`]): `Ok(None)` when
+/// the path exists and is not a symbolic link.
+fn read_link(host: &Path) -> io::Result<Option<PathBuf>> {
+    if let Some(known) = READLINK.with(|m| m.borrow().get(host).cloned()) {
+        return Ok(known);
+    }
+    let r = read_link_once(host)?;
+    READLINK.with(|m| m.borrow_mut().insert(host.to_path_buf(), r.clone()));
+    Ok(r)
+}
+
+/// `readlink(2)` of a host path, not remembered: `Ok(None)` when the path exists and is
+/// not a symbolic link.
+fn read_link_once(host: &Path) -> io::Result<Option<PathBuf>> {
+    match std::fs::read_link(host) {
+        Ok(target) => Ok(Some(target)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `realpath(3)` of an absolute host path, by the same walk as [`Fs::realpath`] (one
+/// remembered `readlink` per component); other paths go to the C library's `realpath`.
+pub(crate) fn host_realpath(path: &Path) -> io::Result<PathBuf> {
+    match path.to_str() {
+        Some(p) if p.starts_with('/') => walk(None, "/".to_string(), p).map(PathBuf::from),
+        _ => std::fs::canonicalize(path),
     }
 }
 

@@ -424,7 +424,7 @@ pub fn load_elf_binary(
     mm.insert(stack_vma.clone());
 
     // The program's PT_LOADs.
-    let file = crate::fsinfo::file_ref(&path, 1)?;
+    let file = crate::fsinfo::file_ref_of(&img, 1)?;
     let mut next_open_id = 2;
     let e_type = img.e_type();
     let total_size = total_mapping_size(&img.phdrs);
@@ -519,7 +519,7 @@ pub fn load_elf_binary(
         Some((requested, iimg)) => {
             let iimg = Arc::new(iimg);
             interp_image = Some(iimg.clone());
-            let ifile = crate::fsinfo::file_ref(&iimg.path, next_open_id)?;
+            let ifile = crate::fsinfo::file_ref_of(&iimg, next_open_id)?;
             next_open_id += 1;
             let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
             Some((

@@ -846,7 +846,7 @@ impl Dls3<'_> {
         let file = {
             let id = self.next_open_id;
             self.next_open_id += 1;
-            crate::fsinfo::file_ref(&host, id)?
+            crate::fsinfo::file_ref_of(&img, id)?
         };
         let mut dso = self.map_library(&img, &host, file)?;
         dso.graph = Some(k);
