@@ -299,7 +299,7 @@ pub fn resolve_reporting<'a>(
 }
 
 /// File-system access under the optional root, with a cache of canonical directories so that
-/// canonicalizing N libraries of one directory costs one `lstat` each.
+/// canonicalizing N libraries of one directory costs one `readlink` each.
 pub(crate) struct Fs<'e> {
     env: &'e LoaderEnv,
     /// In-root directory string as written → its canonical in-root path.
@@ -354,18 +354,12 @@ impl<'e> Fs<'e> {
         let canon_dir = match self.canon_dirs.get(dir) {
             Some(c) => c.clone(),
             None => {
-                let c = self.resolve("/".to_string(), dir)?;
+                let c = walk(self.env.root.as_deref(), "/".to_string(), dir, true)?;
                 self.canon_dirs.insert(dir.to_string(), c.clone());
                 c
             }
         };
-        self.resolve(canon_dir, base)
-    }
-
-    /// Resolve the components of `rest` starting from the canonical directory `resolved`
-    /// ([`walk`] inside the root).
-    fn resolve(&self, resolved: String, rest: &str) -> io::Result<String> {
-        walk(self.env.root.as_deref(), resolved, rest)
+        walk(self.env.root.as_deref(), canon_dir, base, false)
     }
 
     /// In-root canonical path of a file given by its *host* path (the program, which the
@@ -393,18 +387,34 @@ impl<'e> Fs<'e> {
 
 /// Resolve the components of `rest` starting from the canonical directory `resolved`, both
 /// in-root paths (realpath(3) semantics inside `root`: absolute link targets are taken
-/// relative to it, ".." never leaves it).
+/// relative to it, ".." never leaves it). `rest_is_dir`: `rest` names a directory, so every
+/// component's `readlink` is remembered ([`read_link_remembered`]); otherwise the last is
+/// not (a library's own name is mostly looked at once).
 ///
 /// One `readlink` per component: EINVAL means "exists, not a symlink" (a non-directory
 /// in the middle then fails the next component's readlink with ENOTDIR; before "." or
 /// ".." it is checked with a `stat`).
-fn walk(root: Option<&Path>, mut resolved: String, rest: &str) -> io::Result<String> {
+fn walk(
+    root: Option<&Path>,
+    mut resolved: String,
+    rest: &str,
+    rest_is_dir: bool,
+) -> io::Result<String> {
     // Components still to walk, the next on top: `rest`'s borrowed, a link target's owned.
     let mut pending: Vec<Cow<str>> = rest.rsplit('/').map(Cow::Borrowed).collect();
     let mut links = 0;
     let mut unverified_dir = false;
     while let Some(comp) = pending.pop() {
         match &*comp {
+            // A trailing '/' (of the path or of a link's target) asks for a directory
+            // (glibc's `suffix_requires_dir_check`).
+            "" if unverified_dir && pending.iter().all(|c| c.is_empty()) => {
+                if !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
+                    return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+                }
+                unverified_dir = false;
+                continue;
+            }
             "" => continue,
             "." | ".." => {
                 if unverified_dir && !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
@@ -428,10 +438,10 @@ fn walk(root: Option<&Path>, mut resolved: String, rest: &str) -> io::Result<Str
         // Directories on the way are looked at again and again (/usr, the library
         // directory); the last component (a library's own name) mostly once.
         let host = in_root(root, &resolved);
-        let link = if pending.iter().any(|c| !c.is_empty()) {
-            read_link(&host)
+        let link = if rest_is_dir || pending.iter().any(|c| !c.is_empty()) {
+            read_link_remembered(&host)
         } else {
-            read_link_once(&host)
+            read_link_uncached(&host)
         };
         match link {
             Ok(Some(target)) => {
@@ -439,7 +449,9 @@ fn walk(root: Option<&Path>, mut resolved: String, rest: &str) -> io::Result<Str
                 if links > MAXSYMLINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
-                let target = target.to_string_lossy();
+                let Some(target) = target.to_str() else {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, NOT_UTF8_TARGET));
+                };
                 if target.starts_with('/') {
                     resolved.truncate(1);
                 } else {
@@ -472,19 +484,20 @@ thread_local! {
 }
 
 /// `readlink(2)` of a host path, once per path and thread ([`READLINK`]): `Ok(None)` when
-/// the path exists and is not a symbolic link.
-fn read_link(host: &Path) -> io::Result<Option<PathBuf>> {
+/// the path exists and is not a symbolic link. Only successes are remembered, so a regular
+/// file used as a directory still fails its child's (uncached) `readlink` with ENOTDIR.
+fn read_link_remembered(host: &Path) -> io::Result<Option<PathBuf>> {
     if let Some(known) = READLINK.with(|m| m.borrow().get(host).cloned()) {
         return Ok(known);
     }
-    let r = read_link_once(host)?;
+    let r = read_link_uncached(host)?;
     READLINK.with(|m| m.borrow_mut().insert(host.to_path_buf(), r.clone()));
     Ok(r)
 }
 
 /// `readlink(2)` of a host path, not remembered: `Ok(None)` when the path exists and is
 /// not a symbolic link.
-fn read_link_once(host: &Path) -> io::Result<Option<PathBuf>> {
+fn read_link_uncached(host: &Path) -> io::Result<Option<PathBuf>> {
     match std::fs::read_link(host) {
         Ok(target) => Ok(Some(target)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
@@ -492,14 +505,27 @@ fn read_link_once(host: &Path) -> io::Result<Option<PathBuf>> {
     }
 }
 
-/// `realpath(3)` of an absolute host path, by the same walk as [`Fs::realpath`] (one
-/// remembered `readlink` per component); other paths go to the C library's `realpath`.
+/// `realpath(3)` of an absolute host path, by the same walk as [`Fs::realpath`] (a
+/// `readlink` per component, the directories' remembered); relative paths and paths that
+/// are not UTF-8 (or lead through a link whose target is not) go to the C library's
+/// `realpath`.
 pub(crate) fn host_realpath(path: &Path) -> io::Result<PathBuf> {
     match path.to_str() {
-        Some(p) if p.starts_with('/') => walk(None, "/".to_string(), p).map(PathBuf::from),
+        Some(p) if p.starts_with('/') => match walk(None, "/".to_string(), p, false) {
+            Err(e)
+                if e.get_ref()
+                    .is_some_and(|m| m.to_string() == NOT_UTF8_TARGET) =>
+            {
+                std::fs::canonicalize(path)
+            }
+            r => r.map(PathBuf::from),
+        },
         _ => std::fs::canonicalize(path),
     }
 }
+
+/// [`walk`]'s error for a symlink whose target is not UTF-8 (in-root paths are strings).
+const NOT_UTF8_TARGET: &str = "a symbolic link's target is not UTF-8";
 
 /// `dirname` as ld.so's `_dl_new_object` keeps it for `l_origin`: everything before the
 /// last '/', "/" for a file in the root directory.

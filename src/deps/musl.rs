@@ -534,5 +534,10 @@ mod tests {
         );
         assert_eq!(path_file("/ld.so", Abi::X86_64), "/etc/ld-musl-x86_64.path");
         assert_eq!(path_file("ld.so", Abi::X86_64), "/etc/ld-musl-x86_64.path");
+        // Without a leading '/' there is no prefix, however many '/' follow.
+        assert_eq!(
+            path_file("lib/x/ld.so", Abi::X86_64),
+            "/etc/ld-musl-x86_64.path"
+        );
     }
 }

@@ -537,7 +537,8 @@ pub fn load_elf_binary(
     // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO.
     let vdso_base = map_vdso(&mut mm, machine, abi)?;
 
-    // create_elf_tables() extends the stack to the final stack pointer.
+    // create_elf_tables() writes argv, envp and auxv inside the stack VMA and changes no
+    // VMA: the model inserts the same value once more (nothing above maps over it).
     mm.insert(stack_vma);
     mm.start_stack = stack.start_stack;
 

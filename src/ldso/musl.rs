@@ -846,7 +846,7 @@ impl Dls3<'_> {
         let file = {
             let id = self.next_open_id;
             self.next_open_id += 1;
-            crate::fsinfo::file_ref_of(&img, id)?
+            crate::fsinfo::file_ref(&host, id)?
         };
         let mut dso = self.map_library(&img, &host, file)?;
         dso.graph = Some(k);
@@ -1027,8 +1027,7 @@ impl Dls3<'_> {
         if let Some(s) = &self.sys_path {
             return Ok(s.clone());
         }
-        // Only x86_64 musl programs get here (`dl_main` refuses others).
-        let file = crate::deps::musl::path_file(&self.ldso_name, Abi::X86_64);
+        let file = crate::deps::musl::path_file(&self.ldso_name, self.env.abi);
         let host = self.fs.host(&file).into_owned();
         let s = match std::fs::File::open(&host) {
             Ok(f) => {
