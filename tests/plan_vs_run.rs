@@ -197,3 +197,51 @@ fn compare_exit_codes() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
+
+/// A program reached through symbolic links (relative, absolute, chained, through a
+/// directory link, with ".."): maps names the
+/// file by its canonical path, which `plan` must find as the kernel does, at the exec and
+/// the loaded stage. A link whose target ends in '/' names no program: execve fails with
+/// ENOTDIR, and so must `plan`.
+#[test]
+fn symlinked_program_paths() {
+    use std::os::unix::fs::symlink;
+    let d = std::env::temp_dir().join(format!("elfmap-symlinks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("real")).unwrap();
+    std::fs::copy(testdata().join("hello64pie"), d.join("real/prog")).unwrap();
+    symlink("real/prog", d.join("rel")).unwrap();
+    symlink(d.join("real/prog"), d.join("abs")).unwrap();
+    symlink("rel", d.join("chain")).unwrap();
+    symlink("real", d.join("dirlink")).unwrap();
+    symlink("real/prog/", d.join("slash")).unwrap();
+    let paths = [
+        d.join("rel"),
+        d.join("abs"),
+        d.join("chain"),
+        d.join("dirlink/prog"),
+        d.join("dirlink/../real/prog"),
+    ];
+    let mut failures = Vec::new();
+    for stage in ["exec", "loaded"] {
+        for p in &paths {
+            failures.extend(plan_vs_run(&["--no-aslr", "--stage", stage], p, &[]));
+        }
+    }
+    let slash = d.join("slash");
+    let o = run(["plan".as_ref(), "--no-aslr".as_ref(), slash.as_os_str()]);
+    let real = std::process::Command::new(&slash).output();
+    let _ = std::fs::remove_dir_all(&d);
+    assert_no_failures("symlinked program paths", 2 * paths.len(), &failures);
+    assert_eq!(
+        real.map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::ENOTDIR)),
+        "execve of a link to \"prog/\" should fail with ENOTDIR"
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Not a directory"),
+        "plan should say why, as execve does: {}",
+        stderr(&o)
+    );
+}
