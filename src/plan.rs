@@ -316,9 +316,10 @@ pub fn dependencies(
 }
 
 /// How the resolver starts its helper thread ([`helper`], pinned to another CPU), once the
-/// load list will hold [`HELPER_AFTER`] objects ([`crate::deps::HelperStart`]). With `scan` the objects are reported to it and
-/// the unique-symbol tables it computes come on the receiver, which is closed if it never
-/// starts; without, it only reads libraries ahead.
+/// load list will hold [`HELPER_AFTER`] objects ([`crate::deps::HelperStart`]). With
+/// `scan` the objects are reported to it and the unique-symbol tables it computes come on
+/// the receiver, which is closed if it never starts; without, it only reads libraries
+/// ahead.
 fn helper_start(
     env: &crate::deps::LoaderEnv,
     scan: Option<crate::ldso::unique::UniqueScan>,

@@ -406,21 +406,17 @@ fn walk(
     let mut unverified_dir = false;
     while let Some(comp) = pending.pop() {
         match &*comp {
-            // A trailing '/' (of the path or of a link's target) asks for a directory
-            // (glibc's `suffix_requires_dir_check`).
-            "" if unverified_dir && pending.iter().all(|c| c.is_empty()) => {
-                if !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
-                    return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            "" | "." | ".." => {
+                // "." and "..", and a trailing '/' (of the path or of a link's target),
+                // need what is resolved so far to be a directory (glibc's
+                // `suffix_requires_dir_check`); an empty component elsewhere is "//".
+                let needs_dir = !comp.is_empty() || pending.iter().all(|c| c.is_empty());
+                if needs_dir && unverified_dir {
+                    if !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
+                        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+                    }
+                    unverified_dir = false;
                 }
-                unverified_dir = false;
-                continue;
-            }
-            "" => continue,
-            "." | ".." => {
-                if unverified_dir && !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
-                    return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-                }
-                unverified_dir = false;
                 if comp == ".." {
                     let cut = resolved.rfind('/').unwrap_or(0);
                     resolved.truncate(cut.max(1));
@@ -512,12 +508,8 @@ fn read_link_uncached(host: &Path) -> io::Result<Option<PathBuf>> {
 pub(crate) fn host_realpath(path: &Path) -> io::Result<PathBuf> {
     match path.to_str() {
         Some(p) if p.starts_with('/') => match walk(None, "/".to_string(), p, false) {
-            Err(e)
-                if e.get_ref()
-                    .is_some_and(|m| m.to_string() == NOT_UTF8_TARGET) =>
-            {
-                std::fs::canonicalize(path)
-            }
+            // The walk's one error that is not the system's ([`NOT_UTF8_TARGET`]).
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => std::fs::canonicalize(path),
             r => r.map(PathBuf::from),
         },
         _ => std::fs::canonicalize(path),

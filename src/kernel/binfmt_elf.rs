@@ -538,7 +538,7 @@ pub fn load_elf_binary(
     let vdso_base = map_vdso(&mut mm, machine, abi)?;
 
     // create_elf_tables() writes argv, envp and auxv inside the stack VMA and changes no
-    // VMA: the model inserts the same value once more (nothing above maps over it).
+    // VMA; the model inserts the stack VMA as setup_arg_pages() left it once more.
     mm.insert(stack_vma);
     mm.start_stack = stack.start_stack;
 
