@@ -7,7 +7,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     let what = std::env::var("WHAT").unwrap_or_default();
-    let machine = elfmap::kernel::machine::MachineParams::detect();
+    let machine = elfmap::HostFacts::detect();
     let target = elfmap::plan::Target::resolve(&args[0], &args[1..]).unwrap();
     let mut cfg = elfmap::plan::Config::no_aslr(elfmap::plan::Stage::Loaded);
     let t = Instant::now();
@@ -39,7 +39,7 @@ fn main() {
                 eprintln!("unique_tables_of {:?}", t.elapsed() / reps);
             }
             "detect" => {
-                std::hint::black_box(elfmap::kernel::machine::MachineParams::detect());
+                std::hint::black_box(elfmap::HostFacts::detect());
             }
             "deps" => {
                 std::hint::black_box(elfmap::plan::dependencies(&target, &cfg, &machine).unwrap());

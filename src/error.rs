@@ -30,6 +30,9 @@ pub enum Error {
     /// Observing the real process failed (ptrace, /proc, timeout).
     #[error("{}: {reason}", path.display())]
     Observe { path: PathBuf, reason: String },
+    /// An input that is not what it should be (a host facts file, a maps file, ...).
+    #[error("{}: {reason}", path.display())]
+    BadInput { path: PathBuf, reason: String },
     /// A request that makes no sense (bad option combination, program not found in PATH, ...).
     #[error("{}: {reason}", path.display())]
     Usage { path: PathBuf, reason: String },
@@ -57,6 +60,12 @@ impl Error {
             path: path.into(),
             reason: reason.into(),
             errno,
+        }
+    }
+    pub fn bad_input(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadInput {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
     pub fn observe(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {

@@ -11,7 +11,7 @@ pub mod compare;
 pub mod deps;
 pub mod elf;
 pub mod error;
-pub mod fsinfo;
+pub mod host;
 pub mod kernel;
 pub mod ldso;
 pub mod maps;
@@ -19,7 +19,8 @@ pub mod mm;
 pub mod observe;
 pub mod plan;
 pub mod render;
+pub mod stage;
 
 pub use error::{Error, Result};
-pub use kernel::machine::MachineParams;
+pub use host::Facts as HostFacts;
 pub use plan::{plan, Config, Layout, Plan, Stage, Target};

@@ -281,7 +281,7 @@ mod tests {
     /// `render()` writes what `lines()` gives, line by line.
     #[test]
     fn render_matches_lines() {
-        let machine = crate::MachineParams::detect();
+        let machine = crate::HostFacts::detect();
         let target = crate::Target::resolve("/bin/sh".as_ref(), &[]).unwrap();
         let cfg = crate::Config::no_aslr(crate::Stage::Loaded);
         let plan = crate::plan(&target, &cfg, &machine).unwrap();

@@ -6,40 +6,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::host::Facts;
 use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
-use crate::kernel::machine::{personality, MachineParams};
+use crate::kernel::personality;
 use crate::kernel::random::ExecRandom;
 use crate::mm::AddressSpace;
-
-/// The three stops.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// execve has returned: only the kernel's work, not one instruction of the program run.
-    Exec,
-    /// The loader's r_debug RT_CONSISTENT rendezvous: libraries mapped, relocated,
-    /// RELRO-protected; no initializer run yet.
-    Loaded,
-    /// AT_ENTRY: after the libraries' initializers.
-    Entry,
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Stage::Exec => "exec",
-            Stage::Loaded => "loaded",
-            Stage::Entry => "entry",
-        })
-    }
-}
-
-/// Flexible (top-down) or legacy (bottom-up) mmap layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
-pub enum Layout {
-    Flexible,
-    Legacy,
-}
+pub use crate::stage::{Layout, Stage};
 
 /// The program to run, resolved as a shell would.
 #[derive(Clone, Debug)]
@@ -127,7 +99,7 @@ impl Config {
     }
 
     /// The personality the program is exec'd with: ours, plus the requested flags.
-    pub fn personality(&self, machine: &MachineParams) -> Result<u32> {
+    pub fn personality(&self, machine: &Facts) -> Result<u32> {
         let mut p = machine.personality;
         if self.no_aslr {
             p |= personality::ADDR_NO_RANDOMIZE;
@@ -153,11 +125,11 @@ impl Config {
         Ok(p)
     }
 
-    pub fn rlimit_stack(&self, machine: &MachineParams) -> u64 {
+    pub fn rlimit_stack(&self, machine: &Facts) -> u64 {
         self.rlimit_stack.unwrap_or(machine.rlimit_stack)
     }
 
-    pub fn envp(&self, machine: &MachineParams) -> Vec<OsString> {
+    pub fn envp(&self, machine: &Facts) -> Vec<OsString> {
         self.env.clone().unwrap_or_else(|| machine.env.clone())
     }
 }
@@ -175,7 +147,7 @@ pub struct Plan {
 }
 
 /// Plan `target` under `config` on `machine`.
-pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result<Plan> {
+pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
     let pers = config.personality(machine)?;
     let req = ExecRequest {
         program: target.program.clone(),
@@ -206,6 +178,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     flavor,
                     &req.envp,
                     config.root.clone(),
+                    machine.cwd(),
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
                 let program = exec.program_image.clone();
@@ -269,6 +242,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
                     crate::deps::Flavor::Glibc,
                     &req.envp,
                     config.root.clone(),
+                    machine.cwd(),
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
                 let graph = crate::deps::resolve(&program, Path::new(&name), &interp, &env)?;
@@ -296,7 +270,7 @@ pub fn plan(target: &Target, config: &Config, machine: &MachineParams) -> Result
 pub fn dependencies(
     target: &Target,
     config: &Config,
-    machine: &MachineParams,
+    machine: &Facts,
 ) -> Result<Option<crate::deps::DepGraph>> {
     use crate::deps::{Flavor, LoaderEnv};
     let img = crate::elf::ElfImage::open(&target.program)?;
@@ -305,7 +279,13 @@ pub fn dependencies(
         return Ok(None);
     };
     let flavor = Flavor::from_interp(&interp);
-    let env = LoaderEnv::from_env(abi, flavor, &config.envp(machine), config.root.clone());
+    let env = LoaderEnv::from_env(
+        abi,
+        flavor,
+        &config.envp(machine),
+        config.root.clone(),
+        machine.cwd(),
+    );
     let as_execed = Path::new(&target.filename);
     if flavor != Flavor::Glibc {
         return crate::deps::resolve(&img, as_execed, &interp, &env).map(Some);
@@ -404,7 +384,7 @@ pub fn helper(
             Work::Found(found) => later.push_back(*found),
         }
     }
-    let mut fs = crate::deps::Fs::new(env);
+    let mut fs = env.fs();
     let mut later = VecDeque::new();
     // Paths to read, the latest asked for on top: the resolver works from the oldest.
     let mut fetch: Vec<String> = Vec::new();

@@ -162,3 +162,72 @@ fn deps_reports_missing_libraries() {
     assert!(!real.status.success());
     assert!(stderr(&real).contains("libleaf.so"));
 }
+
+/// A plan made from host facts captured by `elfmap facts` is the live plan; and the file is
+/// what the plan is made from: facts changed in it change the plan as the same change of
+/// the live machine would.
+#[test]
+fn plan_from_captured_host_facts() {
+    let dir = std::env::temp_dir().join(format!("elfmap-facts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let captured = run(["facts"]);
+    assert!(captured.status.success(), "{}", stderr(&captured));
+    let facts = dir.join("facts.json");
+    std::fs::write(&facts, &captured.stdout).unwrap();
+    let f = facts.to_str().unwrap();
+    let td = testdata();
+    let programs = [
+        td.join("hello64pie"),
+        td.join("hello32"),
+        td.join("static64"),
+        td.join("main_rpath"),
+        "/usr/bin/ls".into(),
+    ];
+    for p in &programs {
+        let p = p.to_str().unwrap();
+        for stage in ["exec", "loaded", "entry"] {
+            for format in ["maps", "json"] {
+                let live = run(["plan", "--no-aslr", "--stage", stage, "--format", format, p]);
+                let from_file = run([
+                    "plan",
+                    "--no-aslr",
+                    "--facts",
+                    f,
+                    "--stage",
+                    stage,
+                    "--format",
+                    format,
+                    p,
+                ]);
+                assert!(live.status.success(), "{p}: {}", stderr(&live));
+                assert_same(
+                    &format!("{p} at {stage} ({format})"),
+                    &stdout(&live),
+                    &stdout(&from_file),
+                );
+            }
+        }
+    }
+    // Another machine: a 16 MiB stack limit and no [vsyscall] page.
+    let mut j: serde_json::Value = serde_json::from_slice(&captured.stdout).unwrap();
+    j["rlimit_stack"] = serde_json::json!(16u64 << 20);
+    j["vsyscall"] = serde_json::Value::Null;
+    let other = dir.join("other.json");
+    std::fs::write(&other, j.to_string()).unwrap();
+    let ls = "/usr/bin/ls";
+    let o = run(["plan", "--no-aslr", "--facts", other.to_str().unwrap(), ls]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let live_16m = stdout(&run(["plan", "--no-aslr", "--stack-limit", "16m", ls]));
+    let expected: String = live_16m
+        .lines()
+        .filter(|l| !l.ends_with("[vsyscall]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(expected, live_16m, "this machine has a [vsyscall] page");
+    assert_same("ls from changed facts", &expected, &stdout(&o));
+    // Not a facts file: one line naming it, exit 2.
+    let o = run(["plan", "--facts", "/etc/hostname", ls]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).starts_with("elfmap: /etc/hostname: not a host facts file"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

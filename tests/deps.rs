@@ -77,9 +77,7 @@ fn loader_env(abi: Abi, flavor: Flavor, env: &[(&str, &str)], cwd: &Path) -> Loa
         .iter()
         .map(|(k, v)| OsString::from(format!("{k}={v}")))
         .collect();
-    let mut e = LoaderEnv::from_env(abi, flavor, &envp, None);
-    e.cwd = cwd.to_path_buf();
-    e
+    LoaderEnv::from_env(abi, flavor, &envp, None, cwd.to_path_buf())
 }
 
 fn ours(prog: &Path, env: &[(&str, &str)], cwd: &Path) -> Result<(DepGraph, String), String> {
@@ -791,9 +789,8 @@ fn deps_secure_mode_matches_setuid_run() {
             .iter()
             .map(|(k, v)| OsString::from(format!("{k}={v}")))
             .collect();
-        let mut le = LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &envp, None);
+        let mut le = LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &envp, None, d.clone());
         le.secure = true;
-        le.cwd = d.clone();
         let g = resolve(&img, &suid, Path::new("/lib64/ld-linux-x86-64.so.2"), &le);
         let predicted_ok = matches!(&g, Ok(g) if g.missing.is_empty());
         // The real run, as nobody.
@@ -915,7 +912,13 @@ rm -f /tmp/elfmap-hw-$$.c /tmp/elfmap-hwm-$$.c
             .collect();
         (v, text)
     };
-    let mut le = LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &[], Some(root.clone()));
+    let mut le = LoaderEnv::from_env(
+        Abi::X86_64,
+        Flavor::Glibc,
+        &[],
+        Some(root.clone()),
+        "/".into(),
+    );
     le.cwd = PathBuf::from("/");
     let mut progs = vec!["/usr/bin/ls"];
     if with_hw {

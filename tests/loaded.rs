@@ -282,7 +282,8 @@ fn loaded_helper_thread_equals_resolving_alone() {
     use elfmap::elf::ElfImage;
     use elfmap::ldso::unique;
     use std::sync::Arc;
-    let envp = elfmap::MachineParams::detect().env;
+    let facts = elfmap::HostFacts::detect();
+    let envp = facts.env.clone();
     let mut checked_cxx = 0;
     for (p, cxx) in [
         ("/usr/bin/apt", true),
@@ -296,7 +297,7 @@ fn loaded_helper_thread_equals_resolving_alone() {
         let program = Arc::new(ElfImage::open(path).unwrap());
         let abi = elfmap::elf::check::check_program(&program).unwrap();
         let interp = elfmap::elf::check::interp_path(&program).unwrap().unwrap();
-        let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None);
+        let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None, facts.cwd());
         let (tx, rx) = std::sync::mpsc::channel();
         let prefetch = Arc::new(elfmap::deps::prefetch::Prefetch::default());
         let (prog, helper_env, helper_prefetch) = (program.clone(), env.clone(), prefetch.clone());

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use elfmap::compare::Diff;
-use elfmap::kernel::machine::RLIM_INFINITY;
+use elfmap::host::RLIM_INFINITY;
 use elfmap::observe::{self, RunRequest};
-use elfmap::{maps, render, Config, Error, Layout, MachineParams, Stage, Target};
+use elfmap::{maps, render, Config, Error, HostFacts, Layout, Stage, Target};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,6 +55,9 @@ enum Cmd {
     /// The dependency tree: for each library the path the loader chooses and why, and what
     /// is missing (exit 2 if anything is).
     Deps(DepsArgs),
+    /// Print the facts of this machine a plan depends on (sysctls, limits, personality,
+    /// vDSO sizes, CPU, environment) as JSON, for `--facts FILE` here or elsewhere.
+    Facts,
 }
 
 #[derive(Args)]
@@ -65,9 +68,52 @@ struct DepsArgs {
     /// Resolve inside another filesystem image (container root, sysroot).
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Resolve with host facts written by `elfmap facts` instead of this machine's.
+    #[arg(long, value_name = "FILE")]
+    facts: Option<PathBuf>,
     /// The program (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM")]
     program: OsString,
+}
+
+/// `--stage` (the library's [`Stage`]).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum StageArg {
+    /// execve has returned: only the kernel's work, not one instruction of the program run.
+    Exec,
+    /// The loader's r_debug RT_CONSISTENT rendezvous: libraries mapped, relocated,
+    /// RELRO-protected; no initializer run yet.
+    Loaded,
+    /// AT_ENTRY: after the libraries' initializers.
+    Entry,
+}
+
+impl From<StageArg> for Stage {
+    fn from(s: StageArg) -> Stage {
+        match s {
+            StageArg::Exec => Stage::Exec,
+            StageArg::Loaded => Stage::Loaded,
+            StageArg::Entry => Stage::Entry,
+        }
+    }
+}
+
+/// `--layout` (the library's [`Layout`]).
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LayoutArg {
+    /// Top-down from mmap_base (`vm.legacy_va_layout=0`).
+    Flexible,
+    /// Bottom-up from TASK_UNMAPPED_BASE (`setarch -L`).
+    Legacy,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::Flexible => Layout::Flexible,
+            LayoutArg::Legacy => Layout::Legacy,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -85,11 +131,11 @@ struct Common {
     #[arg(long, short = 'R')]
     no_aslr: bool,
     /// Stop: exec (after execve), loaded (the loader's rendezvous) or entry (AT_ENTRY).
-    #[arg(long, value_enum, default_value_t = Stage::Loaded)]
-    stage: Stage,
+    #[arg(long, value_enum, default_value_t = StageArg::Loaded)]
+    stage: StageArg,
     /// mmap layout; default: this machine's (vm.legacy_va_layout). legacy = `setarch -L`.
     #[arg(long, value_enum)]
-    layout: Option<Layout>,
+    layout: Option<LayoutArg>,
     /// 3 GiB address space for a 32-bit program (`setarch --3gb`, ADDR_LIMIT_3GB).
     #[arg(long = "3gb")]
     addr_limit_3gb: bool,
@@ -100,6 +146,10 @@ struct Common {
     /// Plan for another filesystem image: look up the interpreter (and libraries) under DIR.
     #[arg(long)]
     root: Option<PathBuf>,
+    /// Plan from host facts written by `elfmap facts` (on this machine or another) instead
+    /// of this machine's.
+    #[arg(long, value_name = "FILE")]
+    facts: Option<PathBuf>,
     /// The program to plan or run (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM", required = true)]
     program: OsString,
@@ -179,9 +229,9 @@ impl From<io::Error> for CliError {
 
 fn config(c: &Common, seed: Option<u64>) -> Config {
     Config {
-        stage: c.stage,
+        stage: c.stage.into(),
         no_aslr: c.no_aslr,
-        layout: c.layout,
+        layout: c.layout.map(Layout::from),
         addr_limit_3gb: c.addr_limit_3gb,
         rlimit_stack: c.stack_limit,
         seed,
@@ -193,7 +243,7 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
 fn run_request(
     target: &Target,
     cfg: &Config,
-    machine: &MachineParams,
+    machine: &HostFacts,
     timeout: f64,
 ) -> Result<RunRequest, Error> {
     Ok(RunRequest {
@@ -207,185 +257,218 @@ fn run_request(
     })
 }
 
+/// The host facts: from `file` if given, else this machine's.
+fn facts(file: Option<&PathBuf>) -> Result<HostFacts, Error> {
+    match file {
+        None => Ok(HostFacts::detect()),
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            HostFacts::from_json(&text, f)
+        }
+    }
+}
+
+/// Where a command's output goes: one buffer for the whole output, not one write per
+/// line (stdout is line-buffered).
+type Out<'a> = io::BufWriter<io::StdoutLock<'a>>;
+
 /// Run the command line; the process's exit status (0 done or the same, 1 compare found a
 /// difference, 2 a plan or tree could not be made complete, e.g. a library is missing).
 pub fn run() -> Result<u8, CliError> {
     let cli = Cli::parse();
-    let machine = MachineParams::detect();
     let stdout = io::stdout();
-    // One write for the whole output, not one per line (stdout is line-buffered).
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    match cli.cmd {
-        Cmd::Plan(a) => {
-            let target = Target::resolve(&a.common.program, &a.common.args)?;
-            let cfg = config(&a.common, a.seed);
-            let plan = elfmap::plan(&target, &cfg, &machine)?;
-            if plan.exec.per_clear && (cfg.no_aslr || cfg.layout == Some(Layout::Legacy)) {
-                eprintln!(
-                    "elfmap: note: {} is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE \
-                     and ADDR_COMPAT_LAYOUT for it, so this plan is randomised",
-                    target.program.display()
-                );
-            }
-            match a.format {
-                // Already one buffer: written as it is, not copied into `out`'s.
-                Format::Maps => out.get_mut().write_all(maps::render(&plan.mm).as_bytes())?,
-                Format::Table => render::table::write(&plan, &maps::lines(&plan.mm), &mut out)?,
-                Format::Json => render::json::write(&plan, &maps::lines(&plan.mm), &mut out)?,
-            }
-            out.flush()?;
-            // The process ends now: leave the mapped ELF files to exit's single teardown
-            // rather than one munmap per file.
-            std::mem::forget(plan);
-            Ok(0)
+    let code = match cli.cmd {
+        Cmd::Plan(a) => plan(&a, &mut out)?,
+        Cmd::Run(a) => run_target(&a, &mut out)?,
+        Cmd::Compare(a) => compare(&a, &mut out)?,
+        Cmd::Deps(a) => deps(&a, &mut out)?,
+        Cmd::Facts => {
+            writeln!(out, "{}", HostFacts::detect().to_json())?;
+            0
         }
-        Cmd::Run(a) => {
-            let target = Target::resolve(&a.common.program, &a.common.args)?;
-            let cfg = config(&a.common, None);
-            let req = run_request(&target, &cfg, &machine, a.timeout)?;
-            let obs = observe::run(&req)?;
-            if a.json {
-                serde_json::to_writer_pretty(&mut out, &obs).map_err(io::Error::other)?;
-                writeln!(out)?;
-            } else {
-                out.write_all(obs.maps.as_bytes())?;
-            }
-            Ok(0)
+    };
+    out.flush()?;
+    Ok(code)
+}
+
+/// `elfmap plan`.
+fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
+    let machine = facts(a.common.facts.as_ref())?;
+    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let cfg = config(&a.common, a.seed);
+    let plan = elfmap::plan(&target, &cfg, &machine)?;
+    if plan.exec.per_clear && (cfg.no_aslr || cfg.layout == Some(Layout::Legacy)) {
+        eprintln!(
+            "elfmap: note: {} is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE \
+             and ADDR_COMPAT_LAYOUT for it, so this plan is randomised",
+            target.program.display()
+        );
+    }
+    match a.format {
+        // Already one buffer: written as it is, not copied into `out`'s.
+        Format::Maps => out.get_mut().write_all(maps::render(&plan.mm).as_bytes())?,
+        Format::Table => render::table::write(&plan, &maps::lines(&plan.mm), out)?,
+        Format::Json => render::json::write(&plan, &maps::lines(&plan.mm), out)?,
+    }
+    Ok(0)
+}
+
+/// `elfmap run`.
+fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
+    let machine = facts(a.common.facts.as_ref())?;
+    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let cfg = config(&a.common, None);
+    let req = run_request(&target, &cfg, &machine, a.timeout)?;
+    let obs = observe::run(&req)?;
+    if a.json {
+        serde_json::to_writer_pretty(&mut *out, &obs).map_err(io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(obs.maps.as_bytes())?;
+    }
+    Ok(0)
+}
+
+/// `elfmap deps`.
+fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
+    let machine = facts(a.facts.as_ref())?;
+    let target = Target::resolve(&a.program, &[])?;
+    let cfg = Config {
+        stage: Stage::Loaded,
+        no_aslr: false,
+        layout: None,
+        addr_limit_3gb: false,
+        rlimit_stack: None,
+        seed: None,
+        root: a.root.clone(),
+        env: None,
+    };
+    let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
+        writeln!(
+            out,
+            "{}: statically linked (no PT_INTERP): no loader, no libraries",
+            target.program.display()
+        )?;
+        return Ok(0);
+    };
+    if a.json {
+        serde_json::to_writer_pretty(&mut *out, &graph).map_err(io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        render::deps::write_tree(&graph, out)?;
+    }
+    if graph.complete() {
+        return Ok(0);
+    }
+    for m in &graph.missing {
+        eprintln!(
+            "elfmap: {}: {}: cannot open shared object file (needed by {})",
+            target.program.display(),
+            m.name,
+            graph
+                .objects
+                .get(m.needed_by)
+                .map(|o| o.requested.as_str())
+                .unwrap_or("?")
+        );
+    }
+    Ok(2)
+}
+
+/// `elfmap compare`.
+fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
+    let machine = facts(a.common.facts.as_ref())?;
+    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let cfg = config(&a.common, None);
+    if elfmap::kernel::personality::pf_randomize(
+        machine.randomize_va_space,
+        cfg.personality(&machine)?,
+    ) {
+        return Err(Error::Usage {
+            path: target.program.clone(),
+            reason: "ASLR is on for this run: a line-for-line comparison needs --no-aslr \
+                     (recovering the random offsets from a real sample is not implemented yet)"
+                .into(),
         }
-        Cmd::Deps(a) => {
-            let target = Target::resolve(&a.program, &[])?;
-            let cfg = Config {
-                stage: Stage::Loaded,
-                no_aslr: false,
-                layout: None,
-                addr_limit_3gb: false,
-                rlimit_stack: None,
-                seed: None,
-                root: a.root.clone(),
-                env: None,
-            };
-            let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
-                writeln!(
-                    out,
-                    "{}: statically linked (no PT_INTERP): no loader, no libraries",
-                    target.program.display()
-                )?;
-                return Ok(0);
-            };
-            if a.json {
-                serde_json::to_writer_pretty(&mut out, &graph).map_err(io::Error::other)?;
-                writeln!(out)?;
-            } else {
-                render::deps::write_tree(&graph, &mut out)?;
+        .into());
+    }
+    let plan = elfmap::plan(&target, &cfg, &machine)?;
+    if plan.exec.pf_randomize {
+        return Err(Error::Usage {
+            path: target.program.clone(),
+            reason: "is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE and \
+                     ADDR_COMPAT_LAYOUT for it (PER_CLEAR_ON_SETID), so its layout is \
+                     randomised even with --no-aslr and cannot be compared line for line"
+                .into(),
+        }
+        .into());
+    }
+    let predicted = maps::render(&plan.mm);
+    let req = run_request(&target, &cfg, &machine, a.timeout)?;
+    let obs = observe::run(&req)?;
+    let diff = Diff::new(&predicted, &obs.maps);
+    // At the entry stop, constructors may have made memory no header announces.
+    let verdict = (cfg.stage == Stage::Entry && !diff.identical()).then(|| {
+        let (p, o) = diff.one_sided();
+        elfmap::compare::entry::classify(&plan.mm, &p, &o)
+    });
+    if a.json {
+        let j = serde_json::json!({ "diff": diff, "entry": verdict });
+        serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+        writeln!(out)?;
+    } else if let Some(v) = &verdict {
+        out.write_all(diff.render().as_bytes())?;
+        if !v.by_initializers.is_empty() {
+            writeln!(
+                out,
+                "made by initializers (library constructors before AT_ENTRY):"
+            )?;
+            for l in &v.by_initializers {
+                writeln!(out, "  + {l}")?;
             }
-            if graph.complete() {
-                Ok(0)
-            } else {
-                for m in &graph.missing {
-                    eprintln!(
-                        "elfmap: {}: {}: cannot open shared object file (needed by {})",
-                        target.program.display(),
-                        m.name,
-                        graph
-                            .objects
-                            .get(m.needed_by)
-                            .map(|o| o.requested.as_str())
-                            .unwrap_or("?")
-                    );
-                }
-                Ok(2)
+            for l in &v.absorbed {
+                writeln!(out, "  - {l}   (grew into the line above)")?;
             }
         }
-        Cmd::Compare(a) => {
-            let target = Target::resolve(&a.common.program, &a.common.args)?;
-            let cfg = config(&a.common, None);
-            if machine.pf_randomize(cfg.personality(&machine)?) {
-                return Err(Error::Usage {
-                    path: target.program.clone(),
-                    reason: "ASLR is on for this run: a line-for-line comparison needs --no-aslr \
-                             (recovering the random offsets from a real sample is not implemented yet)"
-                        .into(),
-                }
-                .into());
+        if v.ok() {
+            writeln!(
+                out,
+                "identical except for memory made by initializers ({} lines)",
+                v.by_initializers.len()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "different: {} lines differ for no modelled reason:",
+                v.mismatches.len()
+            )?;
+            for l in &v.mismatches {
+                writeln!(out, "  {l}")?;
             }
-            let plan = elfmap::plan(&target, &cfg, &machine)?;
-            if plan.exec.pf_randomize {
-                return Err(Error::Usage {
-                    path: target.program.clone(),
-                    reason: "is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE and \
-                             ADDR_COMPAT_LAYOUT for it (PER_CLEAR_ON_SETID), so its layout is \
-                             randomised even with --no-aslr and cannot be compared line for line"
-                        .into(),
-                }
-                .into());
-            }
-            let predicted = maps::render(&plan.mm);
-            let req = run_request(&target, &cfg, &machine, a.timeout)?;
-            let obs = observe::run(&req)?;
-            let diff = Diff::new(&predicted, &obs.maps);
-            // At the entry stop, constructors may have made memory no header announces.
-            let verdict = (cfg.stage == Stage::Entry && !diff.identical()).then(|| {
-                let (p, o) = diff.one_sided();
-                elfmap::compare::entry::classify(&plan.mm, &p, &o)
-            });
-            if a.json {
-                let j = serde_json::json!({ "diff": diff, "entry": verdict });
-                serde_json::to_writer_pretty(&mut out, &j).map_err(io::Error::other)?;
-                writeln!(out)?;
-            } else if let Some(v) = &verdict {
-                out.write_all(diff.render().as_bytes())?;
-                if !v.by_initializers.is_empty() {
-                    writeln!(
-                        out,
-                        "made by initializers (library constructors before AT_ENTRY):"
-                    )?;
-                    for l in &v.by_initializers {
-                        writeln!(out, "  + {l}")?;
-                    }
-                    for l in &v.absorbed {
-                        writeln!(out, "  - {l}   (grew into the line above)")?;
-                    }
-                }
-                if v.ok() {
-                    writeln!(
-                        out,
-                        "identical except for memory made by initializers ({} lines)",
-                        v.by_initializers.len()
-                    )?;
-                } else {
-                    writeln!(
-                        out,
-                        "different: {} lines differ for no modelled reason:",
-                        v.mismatches.len()
-                    )?;
-                    for l in &v.mismatches {
-                        writeln!(out, "  {l}")?;
-                    }
-                }
-            } else {
-                if a.side_by_side {
-                    out.write_all(diff.render_side_by_side().as_bytes())?;
-                } else {
-                    out.write_all(diff.render().as_bytes())?;
-                }
-                if diff.identical() {
-                    writeln!(
-                        out,
-                        "identical: {} lines ({} stage)",
-                        diff.lines.len(),
-                        cfg.stage
-                    )?;
-                } else {
-                    writeln!(
-                        out,
-                        "different: {} of {} lines differ (- predicted only, + real only)",
-                        diff.differing(),
-                        diff.lines.len()
-                    )?;
-                }
-            }
-            let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
-            Ok(if same { 0 } else { 1 })
+        }
+    } else {
+        if a.side_by_side {
+            out.write_all(diff.render_side_by_side().as_bytes())?;
+        } else {
+            out.write_all(diff.render().as_bytes())?;
+        }
+        if diff.identical() {
+            writeln!(
+                out,
+                "identical: {} lines ({} stage)",
+                diff.lines.len(),
+                cfg.stage
+            )?;
+        } else {
+            writeln!(
+                out,
+                "different: {} of {} lines differ (- predicted only, + real only)",
+                diff.differing(),
+                diff.lines.len()
+            )?;
         }
     }
+    let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
+    Ok(if same { 0 } else { 1 })
 }

@@ -21,10 +21,7 @@ pub(crate) mod musl;
 pub mod prefetch;
 pub mod search;
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +29,7 @@ use std::sync::Arc;
 use crate::elf::dynamic::DynamicInfo;
 use crate::elf::{Abi, ElfImage};
 use crate::error::Result;
+pub use crate::host::fs::Fs;
 
 /// Which dynamic loader the program names in PT_INTERP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -76,10 +74,23 @@ pub struct LoaderEnv {
 }
 
 impl LoaderEnv {
+    /// The file system as this loader sees it (under `root`, from `cwd`).
+    pub fn fs(&self) -> Fs {
+        Fs::new(self.root.as_deref(), &self.cwd)
+    }
+}
+
+impl LoaderEnv {
     /// Take LD_LIBRARY_PATH and LD_PRELOAD from `envp` (`NAME=value` strings): the last
     /// occurrence for glibc (`process_envvars` overwrites), the first for musl (`getenv`).
-    /// `secure` starts false; `cwd` is this process's current directory (or "/").
-    pub fn from_env(abi: Abi, flavor: Flavor, envp: &[OsString], root: Option<PathBuf>) -> Self {
+    /// `secure` starts false; `cwd` is the program's current directory.
+    pub fn from_env(
+        abi: Abi,
+        flavor: Flavor,
+        envp: &[OsString],
+        root: Option<PathBuf>,
+        cwd: PathBuf,
+    ) -> Self {
         let get = |name: &[u8]| -> Option<String> {
             let mut hits = envp.iter().filter_map(|e| {
                 let b = e.as_bytes();
@@ -98,7 +109,7 @@ impl LoaderEnv {
             ld_preload: get(b"LD_PRELOAD"),
             root,
             secure: false,
-            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            cwd,
         }
     }
 }
@@ -297,227 +308,6 @@ pub fn resolve_reporting<'a>(
         Flavor::Musl => musl::resolve_musl(program, program_path_as_execed, interp, env),
     }
 }
-
-/// File-system access under the optional root, with a cache of canonical directories so that
-/// canonicalizing N libraries of one directory costs one `readlink` each.
-pub(crate) struct Fs<'e> {
-    env: &'e LoaderEnv,
-    /// In-root directory string as written → its canonical in-root path.
-    canon_dirs: HashMap<String, String>,
-    cwd: String,
-}
-
-/// Maximum symlinks followed while canonicalizing (glibc realpath's MAXSYMLINKS is 40 too,
-/// via `__eloop_threshold`).
-const MAXSYMLINKS: usize = 40;
-
-impl<'e> Fs<'e> {
-    pub(crate) fn new(env: &'e LoaderEnv) -> Fs<'e> {
-        let mut cwd = env.cwd.to_string_lossy().into_owned();
-        if !cwd.starts_with('/') {
-            cwd.insert(0, '/');
-        }
-        Fs {
-            env,
-            canon_dirs: HashMap::new(),
-            cwd,
-        }
-    }
-
-    /// The current directory (in-root), as `getcwd` gives it.
-    pub(crate) fn cwd(&self) -> &str {
-        &self.cwd
-    }
-
-    /// Where in-root path `p` is on this machine: under the root if absolute, against the
-    /// current directory if relative.
-    pub(crate) fn host<'a>(&self, p: &'a str) -> Cow<'a, Path> {
-        match (&self.env.root, p.starts_with('/')) {
-            (None, true) => Cow::Borrowed(Path::new(p)),
-            (Some(r), true) => Cow::Owned(r.join(p.trim_start_matches('/'))),
-            (None, false) => Cow::Owned(self.env.cwd.join(p)),
-            (Some(r), false) => Cow::Owned(r.join(self.cwd.trim_start_matches('/')).join(p)),
-        }
-    }
-
-    /// The canonical in-root path of in-root path `p` (realpath(3) semantics inside the
-    /// root: symlinks resolved, absolute link targets taken relative to the root, ".." never
-    /// leaving it).
-    pub(crate) fn realpath(&mut self, p: &str) -> io::Result<String> {
-        let abs: Cow<str> = if p.starts_with('/') {
-            Cow::Borrowed(p)
-        } else {
-            Cow::Owned(format!("{}/{}", self.cwd.trim_end_matches('/'), p))
-        };
-        let cut = abs.rfind('/').unwrap_or(0);
-        let (dir, base) = (&abs[..cut], &abs[cut + 1..]);
-        let canon_dir = match self.canon_dirs.get(dir) {
-            Some(c) => c.clone(),
-            None => {
-                let c = walk(self.env.root.as_deref(), "/".to_string(), dir, true)?;
-                self.canon_dirs.insert(dir.to_string(), c.clone());
-                c
-            }
-        };
-        walk(self.env.root.as_deref(), canon_dir, base, false)
-    }
-
-    /// In-root canonical path of a file given by its *host* path (the program, which the
-    /// caller opened): canonicalize on the host, then strip the root if the result is inside.
-    pub(crate) fn realpath_of_host(&mut self, host: &Path) -> io::Result<(String, PathBuf)> {
-        if self.env.root.is_none() {
-            let r = self.realpath(&host.to_string_lossy())?;
-            let h = PathBuf::from(&r);
-            return Ok((r, h));
-        }
-        let canon = std::fs::canonicalize(host)?;
-        let inside = match &self.env.root {
-            None => None,
-            Some(r) => std::fs::canonicalize(r).ok().and_then(|r| {
-                canon
-                    .strip_prefix(r)
-                    .ok()
-                    .map(|rest| format!("/{}", rest.to_string_lossy()))
-            }),
-        };
-        let s = inside.unwrap_or_else(|| canon.to_string_lossy().into_owned());
-        Ok((s, canon))
-    }
-}
-
-/// Resolve the components of `rest` starting from the canonical directory `resolved`, both
-/// in-root paths (realpath(3) semantics inside `root`: absolute link targets are taken
-/// relative to it, ".." never leaves it). `rest_is_dir`: `rest` names a directory, so every
-/// component's `readlink` is remembered ([`read_link_remembered`]); otherwise the last is
-/// not (a library's own name is mostly looked at once).
-///
-/// One `readlink` per component: EINVAL means "exists, not a symlink" (a non-directory
-/// in the middle then fails the next component's readlink with ENOTDIR; before "." or
-/// ".." it is checked with a `stat`).
-fn walk(
-    root: Option<&Path>,
-    mut resolved: String,
-    rest: &str,
-    rest_is_dir: bool,
-) -> io::Result<String> {
-    // Components still to walk, the next on top: `rest`'s borrowed, a link target's owned.
-    let mut pending: Vec<Cow<str>> = rest.rsplit('/').map(Cow::Borrowed).collect();
-    let mut links = 0;
-    let mut unverified_dir = false;
-    while let Some(comp) = pending.pop() {
-        match &*comp {
-            "" | "." | ".." => {
-                // "." and "..", and a trailing '/' (of the path or of a link's target),
-                // need what is resolved so far to be a directory (glibc's
-                // `suffix_requires_dir_check`); an empty component elsewhere is "//".
-                let needs_dir = !comp.is_empty() || pending.iter().all(|c| c.is_empty());
-                if needs_dir && unverified_dir {
-                    if !std::fs::metadata(in_root(root, &resolved))?.is_dir() {
-                        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-                    }
-                    unverified_dir = false;
-                }
-                if comp == ".." {
-                    let cut = resolved.rfind('/').unwrap_or(0);
-                    resolved.truncate(cut.max(1));
-                }
-                continue;
-            }
-            _ => {}
-        }
-        // The candidate is built in place: `resolved` + "/" + `comp`.
-        let parent = resolved.len();
-        if resolved != "/" {
-            resolved.push('/');
-        }
-        resolved.push_str(&comp);
-        // Directories on the way are looked at again and again (/usr, the library
-        // directory); the last component (a library's own name) mostly once.
-        let host = in_root(root, &resolved);
-        let link = if rest_is_dir || pending.iter().any(|c| !c.is_empty()) {
-            read_link_remembered(&host)
-        } else {
-            read_link_uncached(&host)
-        };
-        match link {
-            Ok(Some(target)) => {
-                links += 1;
-                if links > MAXSYMLINKS {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let Some(target) = target.to_str() else {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, NOT_UTF8_TARGET));
-                };
-                if target.starts_with('/') {
-                    resolved.truncate(1);
-                } else {
-                    resolved.truncate(parent);
-                }
-                pending.extend(target.rsplit('/').map(|c| Cow::Owned(c.to_owned())));
-            }
-            Ok(None) => unverified_dir = true,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(resolved)
-}
-
-/// Where absolute in-root path `abs` is on this machine.
-fn in_root<'a>(root: Option<&Path>, abs: &'a str) -> Cow<'a, Path> {
-    match root {
-        None => Cow::Borrowed(Path::new(abs)),
-        Some(r) => Cow::Owned(r.join(abs.trim_start_matches('/'))),
-    }
-}
-
-thread_local! {
-    /// What `readlink` said of each host path so far: the link's target, or `None` for
-    /// "exists and is not a symlink" (EINVAL). The kernel's model and the resolver walk the
-    /// same directories (/usr, /lib64, the library directory) again and again; a plan
-    /// assumes the files do not change under it. Failures are not kept.
-    static READLINK: std::cell::RefCell<HashMap<PathBuf, Option<PathBuf>>> =
-        std::cell::RefCell::new(HashMap::new());
-}
-
-/// `readlink(2)` of a host path, once per path and thread ([`READLINK`]): `Ok(None)` when
-/// the path exists and is not a symbolic link. Only successes are remembered, so a regular
-/// file used as a directory still fails its child's (uncached) `readlink` with ENOTDIR.
-fn read_link_remembered(host: &Path) -> io::Result<Option<PathBuf>> {
-    if let Some(known) = READLINK.with(|m| m.borrow().get(host).cloned()) {
-        return Ok(known);
-    }
-    let r = read_link_uncached(host)?;
-    READLINK.with(|m| m.borrow_mut().insert(host.to_path_buf(), r.clone()));
-    Ok(r)
-}
-
-/// `readlink(2)` of a host path, not remembered: `Ok(None)` when the path exists and is
-/// not a symbolic link.
-fn read_link_uncached(host: &Path) -> io::Result<Option<PathBuf>> {
-    match std::fs::read_link(host) {
-        Ok(target) => Ok(Some(target)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// `realpath(3)` of an absolute host path, by the same walk as [`Fs::realpath`] (a
-/// `readlink` per component, the directories' remembered); relative paths and paths that
-/// are not UTF-8 (or lead through a link whose target is not) go to the C library's
-/// `realpath`.
-pub(crate) fn host_realpath(path: &Path) -> io::Result<PathBuf> {
-    match path.to_str() {
-        Some(p) if p.starts_with('/') => match walk(None, "/".to_string(), p, false) {
-            // The walk's one error that is not the system's ([`NOT_UTF8_TARGET`]).
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => std::fs::canonicalize(path),
-            r => r.map(PathBuf::from),
-        },
-        _ => std::fs::canonicalize(path),
-    }
-}
-
-/// [`walk`]'s error for a symlink whose target is not UTF-8 (in-root paths are strings).
-const NOT_UTF8_TARGET: &str = "a symbolic link's target is not UTF-8";
 
 /// `dirname` as ld.so's `_dl_new_object` keeps it for `l_origin`: everything before the
 /// last '/', "/" for a file in the root directory.

@@ -47,7 +47,7 @@ struct Dso {
 
 struct Musl<'e> {
     env: &'e LoaderEnv,
-    fs: Fs<'e>,
+    fs: Fs,
     dsos: Vec<Dso>,
     /// The loader (`ldso`), until a name resolves to it.
     ldso: Option<Dso>,
@@ -73,7 +73,7 @@ pub(crate) fn resolve_musl(
     interp: &Path,
     env: &LoaderEnv,
 ) -> Result<DepGraph> {
-    let mut fs = Fs::new(env);
+    let mut fs = env.fs();
     let dynamic = read_dynamic(program)?;
     let (realpath, host) = fs
         .realpath_of_host(&program.path)

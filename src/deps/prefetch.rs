@@ -100,7 +100,7 @@ mod tests {
     use crate::elf::Abi;
 
     fn env() -> LoaderEnv {
-        LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &[], None)
+        LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &[], None, "/".into())
     }
 
     /// What the helper reads is what the resolver would read itself; the resolver gets it
@@ -113,7 +113,7 @@ mod tests {
             return;
         }
         let env = env();
-        let mut fs = Fs::new(&env);
+        let mut fs = env.fs();
         let p = Prefetch::default();
         assert!(p.request(lib));
         assert!(!p.request(lib), "asked for twice");

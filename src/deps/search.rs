@@ -168,7 +168,7 @@ pub(crate) struct Glibc<'e> {
     /// section, canonical path), for `dl_map_object_from_fd`.
     fetched: Option<(String, Arc<DynamicInfo>, Option<String>)>,
     abi: Abi,
-    fs: Fs<'e>,
+    fs: Fs,
     hw: LoaderHwcaps,
     /// `capstr`: the subdirectory prefixes of `_dl_important_hwcaps`.
     capstr: Vec<String>,
@@ -258,7 +258,7 @@ impl<'e> Glibc<'e> {
             unsent: Vec::new(),
             fetched: None,
             abi: env.abi,
-            fs: Fs::new(env),
+            fs: env.fs(),
             hw,
             capstr,
             dirs: Vec::new(),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf::program_header::PF_X;
 
-use super::machine::{personality, MachineParams};
 use super::mmap::arch_pick_mmap_layout;
+use super::personality;
 use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES};
 use super::random::ExecRandom;
 use super::stack::{setup_arg_pages, StackLayout, StackStrings};
@@ -20,6 +20,7 @@ use crate::elf::{
     check, maximum_alignment, total_mapping_size, Abi, ElfImage, Phdr, PT_GNU_STACK, PT_LOAD,
 };
 use crate::error::{Error, Result};
+use crate::host::Facts;
 use crate::mm::{AddressSpace, Backing, FileRef, MmError, MmapRequest, Placement, Prot, Vma};
 
 /// What is exec'd, and how.
@@ -273,7 +274,7 @@ fn load_elf_interp(
 /// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, 0)` (v6.9+, and compat): one
 /// hint-less `get_unmapped_area()` for `[vvar]` + `[vvar_vclock]` + `[vdso]`, which with the
 /// top-down allocator lands just below the interpreter.
-fn map_vdso(mm: &mut AddressSpace, machine: &MachineParams, abi: Abi) -> Result<u64> {
+fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
     let vdso_size = match abi {
         Abi::X86_64 => machine.vdso64_size,
         Abi::I386 => VDSO32_IMAGE_PAGES * PAGE_SIZE,
@@ -321,14 +322,14 @@ fn map_vdso(mm: &mut AddressSpace, machine: &MachineParams, abi: Abi) -> Result<
 /// order (stack, program segments, interpreter, vDSO, tables, brk).
 pub fn load_elf_binary(
     req: &ExecRequest,
-    machine: &MachineParams,
+    machine: &Facts,
     random: &mut ExecRandom,
 ) -> Result<ExecImage> {
     let img = ElfImage::open(&req.program)?;
     let abi = check::check_program(&img)?;
     let path = img.path.clone();
     // begin_new_exec(): `me->personality &= ~bprm->per_clear`.
-    let per_clear = bprm_fill_uid(&img);
+    let per_clear = bprm_fill_uid(&img, machine.no_new_privs);
     let pers = if per_clear {
         req.personality & !personality::PER_CLEAR_ON_SETID
     } else {
@@ -377,7 +378,7 @@ pub fn load_elf_binary(
     let read_implies_exec = abi == Abi::I386
         && (exstack == ExecutableStack::Default || pers & personality::READ_IMPLIES_EXEC != 0);
     let profile = KernelProfile::for_abi(abi, pers & personality::ADDR_LIMIT_3GB != 0);
-    let pf_randomize = machine.pf_randomize(pers);
+    let pf_randomize = personality::pf_randomize(machine.randomize_va_space, pers);
 
     // setup_new_exec() -> arch_pick_mmap_layout()
     let bits = match abi {
@@ -424,7 +425,7 @@ pub fn load_elf_binary(
     mm.insert(stack_vma.clone());
 
     // The program's PT_LOADs.
-    let file = crate::fsinfo::file_ref_of(&img, 1)?;
+    let file = open_file(&img, 1)?;
     let mut next_open_id = 2;
     let e_type = img.e_type();
     let total_size = total_mapping_size(&img.phdrs);
@@ -519,7 +520,7 @@ pub fn load_elf_binary(
         Some((requested, iimg)) => {
             let iimg = Arc::new(iimg);
             interp_image = Some(iimg.clone());
-            let ifile = crate::fsinfo::file_ref_of(&iimg, next_open_id)?;
+            let ifile = open_file(&iimg, next_open_id)?;
             next_open_id += 1;
             let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
             Some((
@@ -558,7 +559,7 @@ pub fn load_elf_binary(
     mm.start_brk = start_brk;
     mm.brk = start_brk;
     mm.vsyscall = if profile.has_vsyscall {
-        machine.vsyscall
+        machine.vsyscall.as_deref().map(Prot::from_perms)
     } else {
         None
     };
@@ -591,19 +592,24 @@ pub fn load_elf_binary(
 /// `bprm->per_clear = PER_CLEAR_ON_SETID` (also when the tracer is root and no id changes).
 /// N.B. the kernel skips this under `no_new_privs`; we read our own flag, which the child
 /// inherits.
-fn bprm_fill_uid(img: &ElfImage) -> bool {
+fn bprm_fill_uid(img: &ElfImage, no_new_privs: bool) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let mode = img.meta.permissions().mode();
     let setid = mode & 0o4000 != 0 || mode & 0o2010 == 0o2010;
     if !setid {
         return false;
     }
-    let nosuid = nix::sys::statvfs::statvfs(&img.path)
-        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID))
-        .unwrap_or(false);
-    // prctl(PR_GET_NO_NEW_PRIVS) has no side effects.
-    let no_new_privs = nix::sys::prctl::get_no_new_privs().unwrap_or(false);
+    let nosuid = crate::host::fs::mounted_nosuid(&img.path);
     !nosuid && !no_new_privs
+}
+
+/// The `struct file` exec opened for `img` (open number `open_id`), as its mappings show
+/// it: the canonical path, and the device and inode of the `fstat` at open.
+fn open_file(img: &ElfImage, open_id: u32) -> Result<Arc<FileRef>> {
+    use std::os::unix::fs::MetadataExt;
+    let canon = crate::host::fs::host_realpath(&img.path).map_err(|e| Error::io(&img.path, e))?;
+    let id = crate::host::fs::file_id_known(&canon, img.meta.dev(), img.meta.ino());
+    Ok(FileRef::open(id, open_id))
 }
 
 /// AT_PHDR before relocation: PT_PHDR's `p_vaddr`, else the PT_LOAD containing `e_phoff`.

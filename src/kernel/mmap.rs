@@ -5,8 +5,9 @@
 //! only lowers `mmap_base` (the gap is clamped to 5/6 of the task size). gVisor and the
 //! generic mm/util.c code still treat it as legacy; we follow the x86 kernel.
 
-use super::machine::{personality, MachineParams, RLIM_INFINITY};
+use super::personality;
 use super::profile::{KernelProfile, SIZE_128M};
+use crate::host::{Facts, RLIM_INFINITY};
 use crate::mm::MmapLayout;
 
 /// Models `mmap_is_legacy()`: personality ADDR_COMPAT_LAYOUT or `vm.legacy_va_layout`.
@@ -46,12 +47,12 @@ pub fn mmap_legacy_base(rnd: u64, profile: &KernelProfile) -> u64 {
 /// and `rnd` = the `arch_rnd()` draw of its bitness (0 without PF_RANDOMIZE).
 pub fn arch_pick_mmap_layout(
     profile: &KernelProfile,
-    machine: &MachineParams,
+    machine: &Facts,
     pers: u32,
     rlimit_stack: u64,
     rnd: u64,
 ) -> MmapLayout {
-    let pf_randomize = machine.pf_randomize(pers);
+    let pf_randomize = personality::pf_randomize(machine.randomize_va_space, pers);
     let pad = stack_maxrandom_size(profile, pf_randomize) + machine.stack_guard_gap;
     let _ = RLIM_INFINITY;
     MmapLayout {

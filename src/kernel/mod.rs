@@ -2,8 +2,8 @@
 //! One file per kernel area; each function names the kernel function it models.
 
 pub mod binfmt_elf;
-pub mod machine;
 pub mod mmap;
+pub mod personality;
 pub mod profile;
 pub mod random;
 pub mod stack;

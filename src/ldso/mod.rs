@@ -1139,7 +1139,10 @@ impl Rtld<'_> {
             // The resolver canonicalized the path and fstat'ed the file it opened.
             let id = self.next_open_id;
             self.next_open_id += 1;
-            return crate::fsinfo::file_ref_known(&o.host_path, o.dev, o.ino, id);
+            return Ok(FileRef::open(
+                crate::host::fs::file_id_known(&o.host_path, o.dev, o.ino),
+                id,
+            ));
         }
         let host = o.host_path.clone();
         self.file_ref(&host)
@@ -1148,7 +1151,7 @@ impl Rtld<'_> {
     fn file_ref(&mut self, path: &Path) -> Result<Arc<FileRef>> {
         let id = self.next_open_id;
         self.next_open_id += 1;
-        crate::fsinfo::file_ref(path, id)
+        open_file(path, id)
     }
 
     /// Models `rtld.c: handle_preload_list()` / `do_preload()` and the
@@ -1580,6 +1583,12 @@ impl Rtld<'_> {
     }
 }
 
+/// A new open (number `open_id`) of the file at host path `path`.
+pub(crate) fn open_file(path: &Path, open_id: u32) -> Result<Arc<FileRef>> {
+    let id = crate::host::fs::file_id(path).map_err(|e| Error::io(path, e))?;
+    Ok(FileRef::open(id, open_id))
+}
+
 /// `l_origin` of an absolute name: everything before the last '/' ("/" for "/x").
 fn paths_dirname(p: &str) -> String {
     match p.rfind('/') {
@@ -1617,7 +1626,7 @@ mod ledger_probe {
             eprintln!("set LEDGER_PROG");
             return;
         };
-        let machine = crate::MachineParams::detect();
+        let machine = crate::HostFacts::detect();
         let target = crate::plan::Target::resolve(&prog, &[]).unwrap();
         let cfg = crate::plan::Config::no_aslr(crate::plan::Stage::Exec);
         let exec = crate::plan::plan(&target, &cfg, &machine).unwrap().exec;
@@ -1630,7 +1639,7 @@ mod ledger_probe {
             .filter(|e| !e.to_string_lossy().starts_with("LD_LIBRARY_PATH="))
             .cloned()
             .collect();
-        let env = crate::deps::LoaderEnv::from_env(exec.abi, flavor, &envp, None);
+        let env = crate::deps::LoaderEnv::from_env(exec.abi, flavor, &envp, None, machine.cwd());
         let img = crate::elf::ElfImage::open(&target.program).unwrap();
         let as_execed = std::path::Path::new(&target.filename);
         let g = crate::deps::resolve(&img, as_execed, &interp.requested, &env).unwrap();

@@ -50,6 +50,7 @@ use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X};
 
 use self::mallocng::Mallocng;
+use super::open_file;
 use crate::addr::{page_align, page_start, PAGE_SIZE};
 use crate::deps::{DepGraph, Fs, LoaderEnv};
 use crate::elf::{Abi, ElfImage, PT_DYNAMIC, PT_GNU_RELRO, PT_LOAD, PT_PHDR, PT_TLS};
@@ -452,7 +453,7 @@ enum Opened {
 struct Dls3<'g> {
     graph: &'g DepGraph,
     env: &'g LoaderEnv,
-    fs: Fs<'g>,
+    fs: Fs,
     task: Task,
     malloc: Mallocng,
     /// The dso list, in list order.
@@ -517,7 +518,7 @@ pub fn dls3(exec: &ExecImage, graph: &DepGraph, env: &LoaderEnv) -> Result<MuslL
     let mut d = Dls3 {
         graph,
         env,
-        fs: Fs::new(env),
+        fs: env.fs(),
         task: Task {
             mm: exec.mm.clone(),
             read_implies_exec: exec.read_implies_exec,
@@ -846,7 +847,7 @@ impl Dls3<'_> {
         let file = {
             let id = self.next_open_id;
             self.next_open_id += 1;
-            crate::fsinfo::file_ref(&host, id)?
+            open_file(&host, id)?
         };
         let mut dso = self.map_library(&img, &host, file)?;
         dso.graph = Some(k);

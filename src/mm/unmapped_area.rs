@@ -4,6 +4,20 @@
 
 use super::{AddressSpace, MmError};
 
+/// Filesystems whose file_operations use `thp_get_unmapped_area` (6.18: ext4, xfs, btrfs,
+/// erofs, fuse; by `statfs` magic). tmpfs has its own `shmem_get_unmapped_area`, and
+/// overlayfs none; both are treated as plain searches.
+pub const THP_FS_MAGIC: &[i64] = &[
+    0xEF53,      // EXT2/3/4_SUPER_MAGIC
+    0x5846_5342, // XFS_SB_MAGIC
+    0x9123_683E, // BTRFS_SUPER_MAGIC
+    0xE0F5_E1E2, // EROFS_SUPER_MAGIC_V1
+    0x6573_5546, // FUSE_SUPER_MAGIC
+];
+
+/// `OVERLAYFS_SUPER_MAGIC`: a stacking filesystem (see `FileRef::stacked`).
+pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+
 /// 2 MiB: `PMD_SIZE` on x86_64 (the THP alignment).
 pub const PMD_SIZE: u64 = 0x200000;
 

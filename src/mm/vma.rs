@@ -29,6 +29,16 @@ impl Prot {
         Prot::new(p_flags & 4 != 0, p_flags & 2 != 0, p_flags & 1 != 0)
     }
 
+    /// From the permission characters of a maps line (`r-xp`, `--x` ...).
+    pub fn from_perms(perms: &str) -> Prot {
+        let b = perms.as_bytes();
+        Prot::new(
+            b.first() == Some(&b'r'),
+            b.get(1) == Some(&b'w'),
+            b.get(2) == Some(&b'x'),
+        )
+    }
+
     /// The personality flag READ_IMPLIES_EXEC: every readable mapping also gets `VM_EXEC`
     /// (mm/mmap.c: do_mmap(), `if ((prot & PROT_READ) && (current->personality & READ_IMPLIES_EXEC))`).
     pub fn read_implies_exec(self, on: bool) -> Prot {
@@ -59,6 +69,23 @@ pub struct FileRef {
     /// (the merge compares the caller's file with the neighbour's backing file). Observed on
     /// 6.18: READ_IMPLIES_EXEC segments stay separate lines on overlayfs, merge on ext4.
     pub stacked: bool,
+}
+
+impl FileRef {
+    /// Open number `open_id` of the file `id`, as its mappings will show it: the
+    /// filesystem's magic decides `thp_capable` ([`super::unmapped_area::THP_FS_MAGIC`])
+    /// and `stacked` (overlayfs).
+    pub fn open(id: crate::host::fs::FileId, open_id: u32) -> Arc<FileRef> {
+        Arc::new(FileRef {
+            thp_capable: super::unmapped_area::THP_FS_MAGIC.contains(&id.fs_magic),
+            stacked: id.fs_magic == super::unmapped_area::OVERLAYFS_SUPER_MAGIC,
+            dev_major: libc::major(id.dev),
+            dev_minor: libc::minor(id.dev),
+            ino: id.ino,
+            path: id.path,
+            open_id,
+        })
+    }
 }
 
 /// What a VMA maps.

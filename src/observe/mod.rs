@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::plan::Stage;
+use crate::stage::Stage;
 
 /// What to run and how. Everything is allocated before the fork.
 #[derive(Clone, Debug)]

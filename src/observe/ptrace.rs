@@ -31,7 +31,7 @@ use super::auxv::{self, auxv_get, ElfClass, AT_BASE, AT_ENTRY, AT_PAGESZ};
 use super::{Observation, RunRequest};
 use crate::error::{Error, Result};
 use crate::maps::MapsLine;
-use crate::plan::Stage;
+use crate::stage::Stage;
 
 /// Internal failures are sentences; [`run`] puts the file name in front.
 type Fallible<T> = std::result::Result<T, String>;

@@ -192,3 +192,11 @@ pub fn check_32bit_3gb(stage: &str, programs: Vec<PathBuf>, check: impl Fn(&[&st
         &progs,
     );
 }
+
+/// Assert two texts are equal, printing both as expected/got blocks when not.
+pub fn assert_same(what: &str, expected: &str, got: &str) {
+    assert!(
+        expected == got,
+        "{what}: texts differ\n--- expected\n{expected}--- got\n{got}---"
+    );
+}

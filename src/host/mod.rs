@@ -1,30 +1,29 @@
-//! `MachineParams`: the facts of this machine that the model needs (sysctls, rlimits,
-//! personality, vDSO sizes, kernel release). This is the only module that reads `/proc/sys`,
-//! our own `/proc/self/maps` and `/proc/self/auxv`; everything else gets a `MachineParams`.
+//! DOC: the host at the edge. This module is the only reader of the machine elfmap runs on:
+//! its sysctls, rlimits, personality, kernel release, CPU, its own `/proc/self/maps` and
+//! `/proc/self/auxv` ([`Facts`]), and the file system ([`fs`]: paths under an optional
+//! root, `realpath`, `readlink`, `stat`, `statfs`). The kernel and loader models are pure
+//! functions of a [`Facts`] value, the files they read through [`fs`], and the ELF files.
+//!
+//! [`Facts`] is a plain value: it can be written as JSON ([`Facts::to_json`]) on one machine
+//! and read back ([`Facts::from_json`]) on another, so that a plan can be made from captured
+//! facts instead of the live ones.
+
+pub mod cpu;
+pub mod fs;
 
 use std::ffi::OsString;
-use std::fs;
+use std::path::PathBuf;
 
-use crate::mm::Prot;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
-/// Personality bits (include/uapi/linux/personality.h).
-pub mod personality {
-    pub const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
-    pub const ADDR_COMPAT_LAYOUT: u32 = 0x0200000;
-    pub const READ_IMPLIES_EXEC: u32 = 0x0400000;
-    pub const ADDR_LIMIT_3GB: u32 = 0x8000000;
-    pub const MMAP_PAGE_ZERO: u32 = 0x0100000;
-    /// `PER_CLEAR_ON_SETID`: what exec of a set-user-ID program clears.
-    pub const PER_CLEAR_ON_SETID: u32 =
-        READ_IMPLIES_EXEC | ADDR_NO_RANDOMIZE | ADDR_COMPAT_LAYOUT | MMAP_PAGE_ZERO;
-}
-
-/// The machine facts, read once.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct MachineParams {
+/// The facts of the host that a plan depends on, read once ([`Facts::detect`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
     /// `uname -r`.
     pub kernel_release: String,
     /// `kernel.randomize_va_space`.
@@ -42,17 +41,28 @@ pub struct MachineParams {
     pub rlimit_stack: u64,
     /// Our own personality (inherited by what we exec; e.g. `setarch -R elfmap ...`).
     pub personality: u32,
+    /// Our own `PR_GET_NO_NEW_PRIVS` (inherited by what we exec).
+    pub no_new_privs: bool,
+    /// Our effective user and group ids (what exec compares a set-ID file's owner with).
+    pub euid: u32,
+    pub egid: u32,
     /// Sizes of the `[vvar]`, `[vvar_vclock]` and 64-bit `[vdso]` mappings, from our maps.
     pub vvar_size: u64,
     pub vvar_vclock_size: u64,
     pub vdso64_size: u64,
-    /// `[vsyscall]` permissions (vsyscall=xonly: `--x`, emulate: `r-x`), `None` if absent.
-    pub vsyscall: Option<Prot>,
+    /// `[vsyscall]` permissions as maps shows them (`--xp` for vsyscall=xonly, `r-xp` for
+    /// emulate), `None` if absent.
+    pub vsyscall: Option<String>,
     /// Number of auxv entries (AT_NULL included) the kernel gives a 64-bit dynamic program,
     /// from our own `/proc/self/auxv`.
     pub auxv_entries_64: u64,
-    /// Our environment, as `NAME=value` strings, in order.
-    #[serde(skip)]
+    /// What CPUID says, as far as the loaders look at it.
+    pub cpu: cpu::CpuFacts,
+    /// Our current directory (inherited by what we exec).
+    #[serde(with = "os_string")]
+    pub cwd: OsString,
+    /// Our environment, as `NAME=value` strings, in order (inherited by what we exec).
+    #[serde(with = "os_strings")]
     pub env: Vec<OsString>,
 }
 
@@ -66,7 +76,7 @@ fn read_small(path: &str) -> Option<String> {
 /// reads of `fs::read`.
 fn read_proc(path: &str, room: usize) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut f = fs::File::open(path).ok()?;
+    let mut f = std::fs::File::open(path).ok()?;
     let mut buf = vec![0u8; room.max(1)];
     let mut n = 0;
     loop {
@@ -88,9 +98,9 @@ fn read_num(path: &str) -> Option<u64> {
     read_small(path)?.trim().parse().ok()
 }
 
-impl MachineParams {
-    /// Read this machine's parameters. Missing files give the kernel's defaults.
-    pub fn detect() -> MachineParams {
+impl Facts {
+    /// Read this machine's facts. Missing files give the kernel's defaults.
+    pub fn detect() -> Facts {
         let uts = nix::sys::utsname::uname().ok();
         let kernel_release = uts
             .map(|u| u.release().to_string_lossy().into_owned())
@@ -110,7 +120,7 @@ impl MachineParams {
                 })
             })
             .unwrap_or(256);
-        let mut m = MachineParams {
+        let mut f = Facts {
             kernel_release,
             randomize_va_space: read_num("/proc/sys/kernel/randomize_va_space").unwrap_or(2) as u32,
             mmap_rnd_bits: read_num("/proc/sys/vm/mmap_rnd_bits").unwrap_or(28) as u32,
@@ -120,11 +130,19 @@ impl MachineParams {
             stack_guard_gap: guard_pages * 4096,
             rlimit_stack,
             personality,
+            // prctl(PR_GET_NO_NEW_PRIVS) has no side effects.
+            no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
             vvar_size: 0x4000,
             vvar_vclock_size: 0x2000,
             vdso64_size: 0x2000,
             vsyscall: None,
             auxv_entries_64: 23,
+            cpu: cpu::CpuFacts::detect(),
+            cwd: std::env::current_dir()
+                .map(PathBuf::into_os_string)
+                .unwrap_or_else(|_| "/".into()),
             env: std::env::vars_os()
                 .map(|(k, v)| {
                     let mut s = k;
@@ -134,9 +152,20 @@ impl MachineParams {
                 })
                 .collect(),
         };
-        m.read_own_maps();
-        m.read_own_auxv();
-        m
+        f.read_own_maps();
+        f.read_own_auxv();
+        f
+    }
+
+    /// Facts written by [`Facts::to_json`] (on this machine or another).
+    pub fn from_json(text: &str, origin: &std::path::Path) -> Result<Facts> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::bad_input(origin, format!("not a host facts file: {e}")))
+    }
+
+    /// These facts as JSON, for [`Facts::from_json`].
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("facts serialize")
     }
 
     fn read_own_maps(&mut self) {
@@ -156,7 +185,7 @@ impl MachineParams {
                     vvar_vclock = true;
                 }
                 "[vdso]" => self.vdso64_size = l.end - l.start,
-                "[vsyscall]" => self.vsyscall = Some(l.prot()),
+                "[vsyscall]" => self.vsyscall = Some(l.perms.clone()),
                 _ => {}
             }
         }
@@ -177,9 +206,76 @@ impl MachineParams {
         }
     }
 
-    /// `PF_RANDOMIZE` for a task exec'd with personality `pers`:
-    /// `randomize_va_space != 0 && !(personality & ADDR_NO_RANDOMIZE)`.
-    pub fn pf_randomize(&self, pers: u32) -> bool {
-        self.randomize_va_space != 0 && pers & personality::ADDR_NO_RANDOMIZE == 0
+    /// The current directory as a path.
+    pub fn cwd(&self) -> PathBuf {
+        PathBuf::from(&self.cwd)
+    }
+}
+
+/// An `OsString` in JSON: a string when it is UTF-8, else its bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum OsText {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl OsText {
+    fn of(s: &OsString) -> OsText {
+        use std::os::unix::ffi::OsStrExt;
+        match s.to_str() {
+            Some(t) => OsText::Text(t.to_string()),
+            None => OsText::Bytes(s.as_bytes().to_vec()),
+        }
+    }
+    fn into_os(self) -> OsString {
+        use std::os::unix::ffi::OsStringExt;
+        match self {
+            OsText::Text(t) => t.into(),
+            OsText::Bytes(b) => OsString::from_vec(b),
+        }
+    }
+}
+
+mod os_string {
+    use super::OsText;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::ffi::OsString;
+    pub fn serialize<S: Serializer>(s: &OsString, ser: S) -> Result<S::Ok, S::Error> {
+        OsText::of(s).serialize(ser)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<OsString, D::Error> {
+        Ok(OsText::deserialize(de)?.into_os())
+    }
+}
+
+mod os_strings {
+    use super::OsText;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::ffi::OsString;
+    pub fn serialize<S: Serializer>(v: &[OsString], ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(v.iter().map(OsText::of))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<OsString>, D::Error> {
+        Ok(Vec::<OsText>::deserialize(de)?
+            .into_iter()
+            .map(OsText::into_os)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is written can be read back, non-UTF-8 environment strings included.
+    #[test]
+    fn facts_json_round_trip() {
+        use std::os::unix::ffi::OsStringExt;
+        let mut f = Facts::detect();
+        f.env.push(OsString::from_vec(vec![b'X', b'=', 0xff, 0xfe]));
+        let back = Facts::from_json(&f.to_json(), "facts.json".as_ref()).unwrap();
+        assert_eq!(back, f);
+        assert!(Facts::from_json("{}", "x.json".as_ref()).is_err());
     }
 }
