@@ -178,7 +178,7 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
                     flavor,
                     &req.envp,
                     config.root.clone(),
-                    machine.cwd(),
+                    machine,
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
                 let program = exec.program_image.clone();
@@ -242,7 +242,7 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
                     crate::deps::Flavor::Glibc,
                     &req.envp,
                     config.root.clone(),
-                    machine.cwd(),
+                    machine,
                 );
                 env.secure = crate::ldso::at_secure(&target.program);
                 let graph = crate::deps::resolve(&program, Path::new(&name), &interp, &env)?;
@@ -284,7 +284,7 @@ pub fn dependencies(
         flavor,
         &config.envp(machine),
         config.root.clone(),
-        machine.cwd(),
+        machine,
     );
     let as_execed = Path::new(&target.filename);
     if flavor != Flavor::Glibc {

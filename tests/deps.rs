@@ -77,7 +77,11 @@ fn loader_env(abi: Abi, flavor: Flavor, env: &[(&str, &str)], cwd: &Path) -> Loa
         .iter()
         .map(|(k, v)| OsString::from(format!("{k}={v}")))
         .collect();
-    LoaderEnv::from_env(abi, flavor, &envp, None, cwd.to_path_buf())
+    {
+        let mut e = LoaderEnv::from_env(abi, flavor, &envp, None, &elfmap::HostFacts::detect());
+        e.cwd = cwd.to_path_buf();
+        e
+    }
 }
 
 fn ours(prog: &Path, env: &[(&str, &str)], cwd: &Path) -> Result<(DepGraph, String), String> {
@@ -473,10 +477,13 @@ fn deps_fixture_details() {
         .iter()
         .find(|o| o.requested == "libleaf.so")
         .unwrap();
-    let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(Abi::X86_64)
-        .hwcaps_subdirs_active
-        .first()
-        .copied();
+    let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+        Abi::X86_64,
+        &elfmap::host::cpu::CpuFacts::detect(),
+    )
+    .hwcaps_subdirs_active
+    .first()
+    .copied();
     let want = match best {
         Some(level) => d.join(format!("hw/glibc-hwcaps/{level}/libleaf.so")),
         None => d.join("hw/libleaf.so"),
@@ -488,7 +495,11 @@ fn deps_fixture_details() {
         .iter()
         .find(|o| o.requested == "libleaf.so")
         .unwrap();
-    let legacy = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(Abi::X86_64).dl_platform;
+    let legacy = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+        Abi::X86_64,
+        &elfmap::host::cpu::CpuFacts::detect(),
+    )
+    .dl_platform;
     if legacy == "x86_64" {
         assert_eq!(leaf.path, d.join("leg/x86_64/libleaf.so"));
     }
@@ -789,7 +800,14 @@ fn deps_secure_mode_matches_setuid_run() {
             .iter()
             .map(|(k, v)| OsString::from(format!("{k}={v}")))
             .collect();
-        let mut le = LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &envp, None, d.clone());
+        let mut le = LoaderEnv::from_env(
+            Abi::X86_64,
+            Flavor::Glibc,
+            &envp,
+            None,
+            &elfmap::HostFacts::detect(),
+        );
+        le.cwd = d.clone();
         le.secure = true;
         let g = resolve(&img, &suid, Path::new("/lib64/ld-linux-x86-64.so.2"), &le);
         let predicted_ok = matches!(&g, Ok(g) if g.missing.is_empty());
@@ -917,7 +935,7 @@ rm -f /tmp/elfmap-hw-$$.c /tmp/elfmap-hwm-$$.c
         Flavor::Glibc,
         &[],
         Some(root.clone()),
-        "/".into(),
+        &elfmap::HostFacts::detect(),
     );
     le.cwd = PathBuf::from("/");
     let mut progs = vec!["/usr/bin/ls"];
@@ -947,10 +965,13 @@ rm -f /tmp/elfmap-hw-$$.c /tmp/elfmap-hwm-$$.c
                 .find(|o| o.requested == "libleafhw.so.1")
                 .unwrap();
             assert_eq!(leaf.found_via, FoundVia::Cache);
-            let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(Abi::X86_64)
-                .hwcaps_subdirs_active
-                .first()
-                .copied();
+            let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+                Abi::X86_64,
+                &elfmap::host::cpu::CpuFacts::detect(),
+            )
+            .hwcaps_subdirs_active
+            .first()
+            .copied();
             let want = match best {
                 Some(v) => format!("/usr/lib/x86_64-linux-gnu/glibc-hwcaps/{v}/libleafhw.so.1"),
                 None => "/usr/lib/x86_64-linux-gnu/libleafhw.so.1".to_string(),

@@ -297,7 +297,7 @@ fn loaded_helper_thread_equals_resolving_alone() {
         let program = Arc::new(ElfImage::open(path).unwrap());
         let abi = elfmap::elf::check::check_program(&program).unwrap();
         let interp = elfmap::elf::check::interp_path(&program).unwrap().unwrap();
-        let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None, facts.cwd());
+        let env = LoaderEnv::from_env(abi, Flavor::Glibc, &envp, None, &facts);
         let (tx, rx) = std::sync::mpsc::channel();
         let prefetch = Arc::new(elfmap::deps::prefetch::Prefetch::default());
         let (prog, helper_env, helper_prefetch) = (program.clone(), env.clone(), prefetch.clone());

@@ -7,6 +7,7 @@
 //! (GLIBC_TUNABLES, LD_HWCAP_MASK) can lower these values; they are not modelled.
 
 use crate::elf::Abi;
+use crate::host::cpu::CpuFacts;
 
 /// `GNU_PROPERTY_X86_ISA_1_BASELINE` (elf.h).
 pub const GNU_PROPERTY_X86_ISA_1_BASELINE: u32 = 1 << 0;
@@ -31,67 +32,32 @@ const DL_HWCAPS_SUBDIRS_X86_64: [&str; 3] = ["x86-64-v4", "x86-64-v3", "x86-64-v
 /// elf/dl-hwcaps.h: `GLIBC_HWCAPS_PREFIX`.
 pub const GLIBC_HWCAPS_PREFIX: &str = "glibc-hwcaps/";
 
-#[cfg(target_arch = "x86_64")]
-fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
-    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-    (r.eax, r.ebx, r.ecx, r.edx)
-}
-
-#[cfg(target_arch = "x86_64")]
-macro_rules! usable {
-    ($f:tt) => {
-        std::arch::is_x86_feature_detected!($f)
-    };
-}
-
-/// `CPU_FEATURE_USABLE_P (cpu_features, LAHF64_SAHF64)`: CPUID 0x80000001 ECX bit 0.
-#[cfg(target_arch = "x86_64")]
-fn lahf64_sahf64() -> bool {
-    cpuid(0x8000_0000, 0).0 >= 0x8000_0001 && cpuid(0x8000_0001, 0).2 & 1 != 0
-}
-
 /// Models sysdeps/x86/get-isa-level.h: `get_isa_level()`, the `GNU_PROPERTY_X86_ISA_1_*`
-/// bits of `cpu_features->isa_1` (x86-64 psABI levels). `is_x86_feature_detected!` includes
-/// the OS (XCR0) checks that glibc's "usable" bits include. On x86-64 CMOV, CX8, FPU, FXSR,
-/// MMX, SSE and SSE2 are architectural, so the baseline is always set.
-#[cfg(target_arch = "x86_64")]
-pub fn get_isa_level() -> u32 {
+/// bits of `cpu_features->isa_1` (x86-64 psABI levels) of the CPU `cpu`. On x86-64 CMOV,
+/// CX8, FPU, FXSR, MMX, SSE and SSE2 are architectural, so the baseline is always set.
+pub fn get_isa_level(cpu: &CpuFacts) -> u32 {
+    let all = |names: &[&str]| names.iter().all(|n| cpu.has(n));
     let mut isa = GNU_PROPERTY_X86_ISA_1_BASELINE;
-    if !(usable!("cmpxchg16b")
-        && lahf64_sahf64()
-        && usable!("popcnt")
-        && usable!("sse3")
-        && usable!("ssse3")
-        && usable!("sse4.1")
-        && usable!("sse4.2"))
-    {
+    if !all(&[
+        "cmpxchg16b",
+        "lahf_lm",
+        "popcnt",
+        "sse3",
+        "ssse3",
+        "sse4.1",
+        "sse4.2",
+    ]) {
         return isa;
     }
     isa |= GNU_PROPERTY_X86_ISA_1_V2;
-    if !(usable!("avx")
-        && usable!("avx2")
-        && usable!("f16c")
-        && usable!("fma")
-        && usable!("lzcnt")
-        && usable!("movbe"))
-    {
+    if !all(&["avx", "avx2", "f16c", "fma", "lzcnt", "movbe"]) {
         return isa;
     }
     isa |= GNU_PROPERTY_X86_ISA_1_V3;
-    if usable!("avx512f")
-        && usable!("avx512bw")
-        && usable!("avx512cd")
-        && usable!("avx512dq")
-        && usable!("avx512vl")
-    {
+    if all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]) {
         isa |= GNU_PROPERTY_X86_ISA_1_V4;
     }
     isa
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub fn get_isa_level() -> u32 {
-    0
 }
 
 /// What one loader (the x86-64 or the i386 one) computes at start-up.
@@ -113,12 +79,12 @@ pub struct LoaderHwcaps {
 impl LoaderHwcaps {
     /// Models sysdeps/x86/cpu-features.c: `init_cpu_features()` (the `dl_hwcap`/`dl_platform`
     /// part) and sysdeps/x86_64/dl-hwcaps-subdirs.c: `_dl_hwcaps_subdirs_active()` for the
-    /// loader of `abi`, on this CPU.
-    pub fn for_abi(abi: Abi) -> LoaderHwcaps {
-        let isa_1 = get_isa_level();
+    /// loader of `abi`, on the CPU `cpu`.
+    pub fn for_abi(abi: Abi, cpu: &CpuFacts) -> LoaderHwcaps {
+        let isa_1 = get_isa_level(cpu);
         match abi {
             Abi::X86_64 => {
-                let (dl_hwcap, platform) = x86_64_hwcap_platform();
+                let (dl_hwcap, platform) = x86_64_hwcap_platform(cpu);
                 // Test in reverse preference order: v2, v3, v4; the last `active` names of the
                 // list are active.
                 let levels = [
@@ -199,46 +165,26 @@ impl LoaderHwcaps {
 
 /// The x86-64 branch of `init_cpu_features()`: `dl_hwcap = HWCAP_X86_64`, and on Intel CPUs
 /// `HWCAP_X86_AVX512_1` and the "haswell"/"xeon_phi" platform overrides.
-#[cfg(target_arch = "x86_64")]
-fn x86_64_hwcap_platform() -> (u64, &'static str) {
+fn x86_64_hwcap_platform(cpu: &CpuFacts) -> (u64, &'static str) {
     let mut hwcap = HWCAP_X86_64;
-    let (_, b, c, d) = cpuid(0, 0);
-    let intel = (b, d, c) == (0x756e_6547, 0x4965_6e69, 0x6c65_746e); // "GenuineIntel"
-    if !intel {
+    if !cpu.is_intel() {
         return (hwcap, "x86_64");
     }
     let mut platform = None;
-    if usable!("avx512cd") {
-        // AVX512ER / AVX512PF: CPUID 7.0 EBX bits 27 / 26, usable when AVX512F is.
-        let ebx7 = if cpuid(0, 0).0 >= 7 { cpuid(7, 0).1 } else { 0 };
-        let avx512f = usable!("avx512f");
-        let er = avx512f && ebx7 & (1 << 27) != 0;
-        let pf = avx512f && ebx7 & (1 << 26) != 0;
-        if er {
-            if pf {
+    if cpu.has("avx512cd") {
+        if cpu.has("avx512er") {
+            if cpu.has("avx512pf") {
                 platform = Some("xeon_phi");
             }
-        } else if usable!("avx512bw") && usable!("avx512dq") && usable!("avx512vl") {
+        } else if cpu.has("avx512bw") && cpu.has("avx512dq") && cpu.has("avx512vl") {
             hwcap |= HWCAP_X86_AVX512_1;
         }
     }
-    if platform.is_none()
-        && usable!("avx2")
-        && usable!("fma")
-        && usable!("bmi1")
-        && usable!("bmi2")
-        && usable!("lzcnt")
-        && usable!("movbe")
-        && usable!("popcnt")
-    {
+    let haswell = ["avx2", "fma", "bmi1", "bmi2", "lzcnt", "movbe", "popcnt"];
+    if platform.is_none() && haswell.iter().all(|n| cpu.has(n)) {
         platform = Some("haswell");
     }
     (hwcap, platform.unwrap_or("x86_64"))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn x86_64_hwcap_platform() -> (u64, &'static str) {
-    (HWCAP_X86_64, "x86_64")
 }
 
 #[cfg(test)]
@@ -264,7 +210,7 @@ mod tests {
             eprintln!("skipped: no x86-64 ld.so");
             return;
         };
-        let h = LoaderHwcaps::for_abi(Abi::X86_64);
+        let h = LoaderHwcaps::for_abi(Abi::X86_64, &CpuFacts::detect());
         let active = u32::from_str_radix(
             field(&text, "dl_hwcaps_subdirs_active")
                 .unwrap()
@@ -301,7 +247,7 @@ mod tests {
             eprintln!("skipped: no i386 ld.so");
             return;
         };
-        let h = LoaderHwcaps::for_abi(Abi::I386);
+        let h = LoaderHwcaps::for_abi(Abi::I386, &CpuFacts::detect());
         assert_eq!(field(&text, "dl_hwcaps_subdirs_active"), Some("0x0"));
         assert_eq!(
             format!("\"{}\"", h.dl_platform),

@@ -71,6 +71,8 @@ pub struct LoaderEnv {
     /// The current directory, against which relative names (LD_LIBRARY_PATH elements,
     /// DT_NEEDED with a relative '/' name) are opened. With `root`, it is inside the root.
     pub cwd: PathBuf,
+    /// The CPU (which glibc-hwcaps and legacy hwcaps subdirectories are searched).
+    pub cpu: crate::host::cpu::CpuFacts,
 }
 
 impl LoaderEnv {
@@ -83,13 +85,13 @@ impl LoaderEnv {
 impl LoaderEnv {
     /// Take LD_LIBRARY_PATH and LD_PRELOAD from `envp` (`NAME=value` strings): the last
     /// occurrence for glibc (`process_envvars` overwrites), the first for musl (`getenv`).
-    /// `secure` starts false; `cwd` is the program's current directory.
+    /// `secure` starts false; the current directory and the CPU are the host's.
     pub fn from_env(
         abi: Abi,
         flavor: Flavor,
         envp: &[OsString],
         root: Option<PathBuf>,
-        cwd: PathBuf,
+        host: &crate::host::Facts,
     ) -> Self {
         let get = |name: &[u8]| -> Option<String> {
             let mut hits = envp.iter().filter_map(|e| {
@@ -109,7 +111,8 @@ impl LoaderEnv {
             ld_preload: get(b"LD_PRELOAD"),
             root,
             secure: false,
-            cwd,
+            cwd: host.cwd(),
+            cpu: host.cpu.clone(),
         }
     }
 }

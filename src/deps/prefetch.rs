@@ -100,7 +100,13 @@ mod tests {
     use crate::elf::Abi;
 
     fn env() -> LoaderEnv {
-        LoaderEnv::from_env(Abi::X86_64, Flavor::Glibc, &[], None, "/".into())
+        LoaderEnv::from_env(
+            Abi::X86_64,
+            Flavor::Glibc,
+            &[],
+            None,
+            &crate::host::Facts::detect(),
+        )
     }
 
     /// What the helper reads is what the resolver would read itself; the resolver gets it

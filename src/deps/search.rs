@@ -233,7 +233,7 @@ fn errno_str(e: i32) -> String {
 
 impl<'e> Glibc<'e> {
     fn new(env: &'e LoaderEnv) -> Glibc<'e> {
-        let hw = LoaderHwcaps::for_abi(env.abi);
+        let hw = LoaderHwcaps::for_abi(env.abi, &env.cpu);
         let capstr = hw.important_hwcaps();
         let cache_query = CacheQuery {
             loader: match env.abi {

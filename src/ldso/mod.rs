@@ -615,7 +615,7 @@ fn dl_main_common(
         )
         .with_labels(opts.ledger),
         dirs: SearchDirs::default(),
-        hw: LoaderHwcaps::for_abi(abi),
+        hw: LoaderHwcaps::for_abi(abi, &env.cpu),
         objs,
         chain: Vec::new(),
         rtld,
@@ -1639,7 +1639,7 @@ mod ledger_probe {
             .filter(|e| !e.to_string_lossy().starts_with("LD_LIBRARY_PATH="))
             .cloned()
             .collect();
-        let env = crate::deps::LoaderEnv::from_env(exec.abi, flavor, &envp, None, machine.cwd());
+        let env = crate::deps::LoaderEnv::from_env(exec.abi, flavor, &envp, None, &machine);
         let img = crate::elf::ElfImage::open(&target.program).unwrap();
         let as_execed = std::path::Path::new(&target.filename);
         let g = crate::deps::resolve(&img, as_execed, &interp.requested, &env).unwrap();
