@@ -52,12 +52,12 @@ fn main() {
                 let p = elfmap::plan::plan(&target, &cfg, &machine).unwrap();
                 for _ in 0..3 {
                     let t = Instant::now();
-                    std::hint::black_box(elfmap::maps::render(&p.mm));
+                    std::hint::black_box(elfmap::render::maps::render(&p.mm));
                     eprintln!("render {:?}", t.elapsed());
                 }
                 let t = Instant::now();
                 for _ in 0..1000 {
-                    std::hint::black_box(elfmap::maps::render(&p.mm));
+                    std::hint::black_box(elfmap::render::maps::render(&p.mm));
                 }
                 eprintln!("render steady {:?}", t.elapsed() / 1000);
             }

@@ -1,7 +1,6 @@
-//! `/proc/PID/maps` lines: parsing, and formatting exactly as
-//! `fs/proc/task_mmu.c: show_vma_header_prefix()` and `show_map_vma()` print them.
-
-use crate::mm::{AddressSpace, Backing, Prot, Vma};
+//! `/proc/PID/maps` lines, the text format alone: parsing, and formatting exactly as
+//! `fs/proc/task_mmu.c: show_vma_header_prefix()` and `show_map_vma()` print them. What a
+//! modelled address space prints is [`crate::render::maps`].
 
 /// One line of a maps file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -60,11 +59,6 @@ impl MapsLine {
             .collect()
     }
 
-    pub fn prot(&self) -> Prot {
-        let b = self.perms.as_bytes();
-        Prot::new(b[0] == b'r', b[1] == b'w', b[2] == b'x')
-    }
-
     /// The line exactly as the kernel prints it (without the newline).
     pub fn render(&self) -> String {
         let mut s = Vec::with_capacity(100);
@@ -90,14 +84,14 @@ impl MapsLine {
 }
 
 /// The columns of one maps line.
-struct Fields<'a> {
-    start: u64,
-    end: u64,
-    perms: &'a str,
-    offset: u64,
-    dev: (u32, u32),
-    inode: u64,
-    path: &'a str,
+pub struct Fields<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: &'a str,
+    pub offset: u64,
+    pub dev: (u32, u32),
+    pub inode: u64,
+    pub path: &'a str,
 }
 
 /// `v` in lower-case hex, zero-padded to `width` digits (`%0*lx`), written into `b` at
@@ -141,7 +135,7 @@ const LINE_HEAD: usize = 128;
 /// %08llx %02x:%02x %lu `, then, for a named VMA, padding to the name column and the name.
 /// The columns are built in a buffer on the stack (filled with spaces: the padding) and
 /// appended with the permissions and the name in a few copies.
-fn write_line(s: &mut Vec<u8>, f: Fields) {
+pub fn write_line(s: &mut Vec<u8>, f: Fields) {
     let line_start = s.len();
     let mut b = [b' '; LINE_HEAD];
     let mut n = put_hex(&mut b, 0, f.start, 8);
@@ -164,101 +158,6 @@ fn write_line(s: &mut Vec<u8>, f: Fields) {
     s.extend_from_slice(f.path.as_bytes());
 }
 
-/// The name `fs/proc/task_mmu.c: get_vma_name()` gives a VMA: the file path, a special
-/// mapping's name, `[heap]` for an anonymous VMA overlapping `[start_brk, brk)`
-/// (`vma_is_initial_heap()`, v6.7+), `[stack]` for the VMA holding `start_stack`
-/// (`vma_is_initial_stack()`), or nothing.
-fn vma_name<'a>(mm: &AddressSpace, v: &'a Vma) -> std::borrow::Cow<'a, str> {
-    match &v.backing {
-        // The fast check first: to_string_lossy() walks the bytes one at a time.
-        Backing::File { file, .. } => match file.path.to_str() {
-            Some(p) => std::borrow::Cow::Borrowed(p),
-            None => file.path.to_string_lossy(),
-        },
-        Backing::Special(n) => std::borrow::Cow::Borrowed(n),
-        Backing::Anon => std::borrow::Cow::Borrowed(if v.start < mm.brk && v.end > mm.start_brk {
-            "[heap]"
-        } else if v.start <= mm.start_stack && v.end >= mm.start_stack {
-            "[stack]"
-        } else {
-            ""
-        }),
-    }
-}
-
-/// The four permission characters of a VMA (`rwxp` / `r--s` ...).
-fn perm_chars(prot: Prot, shared: bool) -> [u8; 4] {
-    [
-        if prot.read { b'r' } else { b'-' },
-        if prot.write { b'w' } else { b'-' },
-        if prot.exec { b'x' } else { b'-' },
-        if shared { b's' } else { b'p' },
-    ]
-}
-
-/// Each maps line of an address space, in address order, `[vsyscall]` last, as its
-/// columns: what [`lines`] collects and [`render`] prints.
-fn for_each_line(mm: &AddressSpace, mut f: impl FnMut(Fields)) {
-    for v in mm.vmas() {
-        let perms = perm_chars(v.prot, v.shared);
-        let name = vma_name(mm, v);
-        let (dev, inode, offset) = match &v.backing {
-            Backing::File { file, offset } => ((file.dev_major, file.dev_minor), file.ino, *offset),
-            _ => ((0, 0), 0, 0),
-        };
-        f(Fields {
-            start: v.start,
-            end: v.end,
-            perms: std::str::from_utf8(&perms).expect("ASCII"),
-            offset,
-            dev,
-            inode,
-            path: &name,
-        });
-    }
-    if let Some(p) = mm.vsyscall {
-        let perms = perm_chars(p, false);
-        f(Fields {
-            start: crate::kernel::profile::VSYSCALL_ADDR,
-            end: crate::kernel::profile::VSYSCALL_ADDR + 4096,
-            perms: std::str::from_utf8(&perms).expect("ASCII"),
-            offset: 0,
-            dev: (0, 0),
-            inode: 0,
-            path: "[vsyscall]",
-        });
-    }
-}
-
-/// The maps lines of an address space, in address order, `[vsyscall]` last.
-pub fn lines(mm: &AddressSpace) -> Vec<MapsLine> {
-    let mut out = Vec::with_capacity(mm.vmas().len() + 1);
-    for_each_line(mm, |f| {
-        out.push(MapsLine {
-            start: f.start,
-            end: f.end,
-            perms: f.perms.to_string(),
-            offset: f.offset,
-            dev_major: f.dev.0,
-            dev_minor: f.dev.1,
-            inode: f.inode,
-            path: f.path.to_string(),
-        })
-    });
-    out
-}
-
-/// The whole maps text of an address space, one line per VMA, each ending in a newline
-/// (what [`lines`] would give, rendered, without building them).
-pub fn render(mm: &AddressSpace) -> String {
-    let mut s = Vec::with_capacity((mm.vmas().len() + 1) * 110);
-    for_each_line(mm, |f| {
-        write_line(&mut s, f);
-        s.push(b'\n');
-    });
-    String::from_utf8(s).expect("maps lines are built from str")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,18 +175,6 @@ mod tests {
         for l in real {
             assert_eq!(MapsLine::parse(l).unwrap().render(), l);
         }
-    }
-
-    /// `render()` writes what `lines()` gives, line by line.
-    #[test]
-    fn render_matches_lines() {
-        let machine = crate::HostFacts::detect();
-        let target = crate::Target::resolve("/bin/sh".as_ref(), &[]).unwrap();
-        let cfg = crate::Config::no_aslr(crate::Stage::Loaded);
-        let plan = crate::plan(&target, &cfg, &machine).unwrap();
-        let text: String = lines(&plan.mm).iter().map(|l| l.render() + "\n").collect();
-        assert_eq!(render(&plan.mm), text);
-        assert!(text.lines().count() > 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use elfmap::compare::Diff;
 use elfmap::host::RLIM_INFINITY;
 use elfmap::observe::{self, RunRequest};
-use elfmap::{maps, render, Config, Error, HostFacts, Layout, Stage, Target};
+use elfmap::{render, Config, Error, HostFacts, Layout, Stage, Target};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -307,9 +307,11 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     }
     match a.format {
         // Already one buffer: written as it is, not copied into `out`'s.
-        Format::Maps => out.get_mut().write_all(maps::render(&plan.mm).as_bytes())?,
-        Format::Table => render::table::write(&plan, &maps::lines(&plan.mm), out)?,
-        Format::Json => render::json::write(&plan, &maps::lines(&plan.mm), out)?,
+        Format::Maps => out
+            .get_mut()
+            .write_all(render::maps::render(&plan.mm).as_bytes())?,
+        Format::Table => render::table::write(&plan, &render::maps::lines(&plan.mm), out)?,
+        Format::Json => render::json::write(&plan, &render::maps::lines(&plan.mm), out)?,
     }
     Ok(0)
 }
@@ -404,7 +406,7 @@ fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
         }
         .into());
     }
-    let predicted = maps::render(&plan.mm);
+    let predicted = render::maps::render(&plan.mm);
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
     let diff = Diff::new(&predicted, &obs.maps);

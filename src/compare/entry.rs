@@ -41,7 +41,7 @@ pub fn classify(
     };
     let pred = parse(predicted_only);
     let obs = parse(observed_only);
-    let predicted_all = crate::maps::lines(mm);
+    let predicted_all = crate::render::maps::lines(mm);
     let l = &mm.layout;
     let mut verdict = EntryVerdict::default();
     let mut absorbed = vec![false; pred.len()];

@@ -12,7 +12,7 @@ use goblin::elf::program_header::PF_X;
 
 use super::mmap::arch_pick_mmap_layout;
 use super::personality;
-use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES};
+use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES, VSYSCALL_ADDR};
 use super::random::ExecRandom;
 use super::stack::{setup_arg_pages, StackLayout, StackStrings};
 use crate::addr::{page_align, page_offset, page_start, PAGE_SIZE};
@@ -271,6 +271,19 @@ fn load_elf_interp(
     Ok(load_addr)
 }
 
+/// A special mapping (`_install_special_mapping()`): never merged, named by the kernel.
+fn special(start: u64, end: u64, prot: Prot, name: &'static str) -> Vma {
+    Vma {
+        start,
+        end,
+        prot,
+        shared: false,
+        account: false,
+        growsdown: false,
+        backing: Backing::Special(name),
+    }
+}
+
 /// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, 0)` (v6.9+, and compat): one
 /// hint-less `get_unmapped_area()` for `[vvar]` + `[vvar_vclock]` + `[vdso]`, which with the
 /// top-down allocator lands just below the interpreter.
@@ -293,15 +306,6 @@ fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
         },
     )
     .map_err(|e| mm_err(Path::new("[vdso]"), "mapping the vDSO", e))?;
-    let special = |start: u64, end: u64, prot: Prot, name: &'static str| Vma {
-        start,
-        end,
-        prot,
-        shared: false,
-        account: false,
-        growsdown: false,
-        backing: Backing::Special(name),
-    };
     let mut at = addr;
     mm.insert(special(at, at + machine.vvar_size, Prot::R, "[vvar]"));
     at += machine.vvar_size;
@@ -558,8 +562,15 @@ pub fn load_elf_binary(
     }
     mm.start_brk = start_brk;
     mm.brk = start_brk;
-    mm.vsyscall = if profile.has_vsyscall {
-        machine.vsyscall.as_deref().map(Prot::from_perms)
+    mm.gate_vma = if profile.has_vsyscall {
+        machine.vsyscall.as_deref().map(|perms| {
+            special(
+                VSYSCALL_ADDR,
+                VSYSCALL_ADDR + PAGE_SIZE,
+                Prot::from_perms(perms),
+                "[vsyscall]",
+            )
+        })
     } else {
         None
     };

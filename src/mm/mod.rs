@@ -58,8 +58,9 @@ pub struct AddressSpace {
     pub start_brk: u64,
     pub brk: u64,
     pub start_stack: u64,
-    /// `[vsyscall]` gate area permissions, if the task has one (64-bit tasks only).
-    pub vsyscall: Option<Prot>,
+    /// The gate area (`get_gate_vma()`: `[vsyscall]`), outside the VMA list, if the task
+    /// has one (64-bit tasks only).
+    pub gate_vma: Option<Vma>,
 }
 
 impl AddressSpace {
@@ -70,7 +71,7 @@ impl AddressSpace {
             start_brk: 0,
             brk: 0,
             start_stack: 0,
-            vsyscall: None,
+            gate_vma: None,
         }
     }
 

@@ -1,5 +1,7 @@
-//! Renderers: each takes the model and a writer. `maps` text lives in `crate::maps`.
+//! Renderers: each takes the model and a writer. The maps line format itself is
+//! [`crate::maps`].
 
 pub mod deps;
 pub mod json;
+pub mod maps;
 pub mod table;
