@@ -1296,34 +1296,34 @@ enum Check {
 /// The header checks of elf/dl-load.c: `open_verify()`, in its order, on the first bytes of
 /// a candidate (`file_len` = its size, for the program-header read).
 fn verify_header(b: &[u8], file_len: u64, abi: Abi) -> Check {
-    let (class, machine, ehsize, phentsize) = match abi {
-        Abi::X86_64 => (2u8, 62u16, 64usize, 56u16),
-        Abi::I386 => (1u8, 3u16, 52usize, 32u16),
-    };
-    if b.len() < ehsize {
-        return Check::Fatal("file too short".into());
-    }
-    const ELFOSABI_SYSV: u8 = 0;
-    const ELFOSABI_GNU: u8 = 3;
+    use crate::elf::ident::*;
+    use goblin::elf::header::{ELFDATA2LSB, ELFOSABI_GNU, ELFOSABI_SYSV, EV_CURRENT};
+    /// `LIBC_ABI_MAX` (glibc 2.36, x86).
     const LIBC_ABI_MAX: u8 = 4;
-    let (osabi, abiver) = (b[7], b[8]);
-    let head_ok = &b[0..4] == b"\x7fELF"
-        && b[4] == class
-        && b[5] == 1
-        && b[6] == 1
-        && (osabi == ELFOSABI_SYSV || osabi == ELFOSABI_GNU);
+    let class = abi.class();
+    let Some(h) = RawEhdr::read(b, class) else {
+        return Check::Fatal("file too short".into());
+    };
+    let id = &h.ident;
+    let (osabi, abiver) = (id[EI_OSABI], id[EI_ABIVERSION]);
+    let osabi_ok = osabi == ELFOSABI_SYSV || osabi == ELFOSABI_GNU;
+    let head_ok = h.has_magic()
+        && id[EI_CLASS] == class.ei_class()
+        && id[EI_DATA] == ELFDATA2LSB
+        && id[EI_VERSION] == EV_CURRENT
+        && osabi_ok;
     let abiver_ok = abiver == 0 || (osabi == ELFOSABI_GNU && abiver < LIBC_ABI_MAX);
-    let pad_ok = b[9..16].iter().all(|&x| x == 0);
+    let pad_ok = id[EI_PAD..].iter().all(|&x| x == 0);
     if !(head_ok && abiver_ok && pad_ok) {
-        return if &b[0..4] != b"\x7fELF" {
+        return if !h.has_magic() {
             Check::Fatal("invalid ELF header".into())
-        } else if b[4] != class {
+        } else if id[EI_CLASS] != class.ei_class() {
             Check::Other
-        } else if b[5] != 1 {
+        } else if id[EI_DATA] != ELFDATA2LSB {
             Check::Fatal("ELF file data encoding not little-endian".into())
-        } else if b[6] != 1 {
+        } else if id[EI_VERSION] != EV_CURRENT {
             Check::Fatal("ELF file version ident does not match current one".into())
-        } else if !(osabi == ELFOSABI_SYSV || osabi == ELFOSABI_GNU) {
+        } else if !osabi_ok {
             Check::Fatal("ELF file OS ABI invalid".into())
         } else if !abiver_ok {
             Check::Fatal("ELF file ABI version invalid".into())
@@ -1331,30 +1331,21 @@ fn verify_header(b: &[u8], file_len: u64, abi: Abi) -> Check {
             Check::Fatal("nonzero padding in e_ident".into())
         };
     }
-    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-    if u32_at(20) != 1 {
+    if h.e_version != u32::from(EV_CURRENT) {
         return Check::Fatal("ELF file version does not match current one".into());
     }
-    if u16_at(18) != machine {
+    if h.e_machine != abi.e_machine() {
         return Check::Other;
     }
-    let e_type = u16_at(16);
-    if e_type != ET_DYN && e_type != ET_EXEC {
+    if h.e_type != ET_DYN && h.e_type != ET_EXEC {
         return Check::Fatal("only ET_DYN and ET_EXEC can be loaded".into());
     }
-    let (phoff, ph_ent, phnum) = match abi {
-        Abi::X86_64 => (
-            u64::from_le_bytes(b[32..40].try_into().unwrap()),
-            u16_at(54),
-            u16_at(56),
-        ),
-        Abi::I386 => (u64::from(u32_at(28)), u16_at(42), u16_at(44)),
-    };
-    if ph_ent != phentsize {
+    if h.e_phentsize != class.phdr_size() {
         return Check::Fatal("ELF file's phentsize not the expected size".into());
     }
-    let end = phoff.checked_add(u64::from(phnum) * u64::from(phentsize));
+    let end = h
+        .e_phoff
+        .checked_add(u64::from(h.e_phnum) * u64::from(class.phdr_size()));
     if end.is_none_or(|e| e > file_len) {
         return Check::Fatal("cannot read file data".into());
     }

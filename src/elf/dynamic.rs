@@ -49,6 +49,9 @@ pub struct DynamicInfo {
     pub flags_1: u64,
     /// DT_TEXTREL present or DF_TEXTREL set.
     pub textrel: bool,
+    /// A DT_TEXTREL entry itself (before DT_NULL), whatever DT_FLAGS says.
+    #[serde(skip)]
+    pub dt_textrel: bool,
     /// DT_BIND_NOW present, DF_BIND_NOW or DF_1_NOW set.
     pub bind_now: bool,
     /// DT_DEBUG present (the `r_debug` slot a debugger reads).
@@ -163,7 +166,10 @@ pub fn read_dynamic(img: &ElfImage) -> Result<Option<Arc<DynamicInfo>>> {
             DT_STRSZ => info.strsz = val,
             DT_FLAGS => info.flags = val,
             DT_FLAGS_1 => info.flags_1 = val,
-            DT_TEXTREL => info.textrel = true,
+            DT_TEXTREL => {
+                info.textrel = true;
+                info.dt_textrel = true;
+            }
             DT_BIND_NOW => info.bind_now = true,
             DT_DEBUG => info.has_debug = true,
             DT_VERDEF => info.verdef = Some(val),

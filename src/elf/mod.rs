@@ -7,6 +7,9 @@
 
 pub mod check;
 pub mod dynamic;
+pub mod ident;
+pub mod symbols;
+pub mod versions;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -33,6 +36,22 @@ pub enum Abi {
 }
 
 impl Abi {
+    /// The ELF class of its files.
+    pub fn class(self) -> ident::ElfClass {
+        match self {
+            Abi::X86_64 => ident::ElfClass::Elf64,
+            Abi::I386 => ident::ElfClass::Elf32,
+        }
+    }
+
+    /// `e_machine` of its files.
+    pub fn e_machine(self) -> u16 {
+        match self {
+            Abi::X86_64 => header::EM_X86_64,
+            Abi::I386 => header::EM_386,
+        }
+    }
+
     /// Pointer size in bytes.
     pub fn word(self) -> u64 {
         match self {

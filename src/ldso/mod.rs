@@ -42,6 +42,7 @@ pub mod versions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use goblin::elf::dynamic::DF_1_PIE;
 use goblin::elf::program_header::PF_X;
 
 use self::glibc::{Placed, Proc};
@@ -60,8 +61,6 @@ use crate::mm::{AddressSpace, FileRef, MmError, Placement, Prot};
 /// maps reserve one `struct auditstate` per namespace.
 pub const DL_NNS: u64 = 16;
 
-/// `DF_1_PIE` (elf.h).
-const DF_1_PIE: u64 = 0x0800_0000;
 
 /// Structure sizes of glibc 2.36 (spec/ldso.md 4.4). x86-64 from Debian's debug symbols;
 /// i386 measured from link_map/TCB addresses (no debug symbols exist for it).

@@ -74,10 +74,6 @@ const BUILTIN_CTOR_QUEUE: u64 = 4;
 const MAP_LIBRARY_PHDR_BUF: u64 = 896;
 /// Pointer size.
 const WORD: u64 = 8;
-/// `DT_TEXTREL` (elf.h).
-const DT_TEXTREL: u64 = 22;
-/// `DT_NULL`.
-const DT_NULL: u64 = 0;
 
 /// What an entry of musl's dso list is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -394,27 +390,6 @@ fn loads_of(img: &ElfImage) -> Vec<(u64, u64, u32)> {
     img.loads()
         .map(|p| (p.p_vaddr, p.p_memsz, p.p_flags))
         .collect()
-}
-
-/// Whether the dynamic array at link address `dyn_vaddr` has a DT_TEXTREL entry before
-/// DT_NULL (`map_library()` reads it from the mapped image; the file holds the same bytes).
-fn has_dt_textrel(img: &ElfImage, dyn_vaddr: u64) -> bool {
-    let Some(off) = crate::elf::dynamic::vaddr_to_offset(img, dyn_vaddr) else {
-        return false;
-    };
-    let Some(bytes) = img.read_upto(off, 64 * 1024) else {
-        return false;
-    };
-    for e in bytes.chunks_exact(16) {
-        let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
-        if tag == DT_NULL {
-            return false;
-        }
-        if tag == DT_TEXTREL {
-            return true;
-        }
-    }
-    false
 }
 
 /// The basename of a path (`strrchr(p, '/') + 1`).
@@ -849,7 +824,8 @@ impl Dls3<'_> {
             self.next_open_id += 1;
             open_file(&host, id)?
         };
-        let mut dso = self.map_library(&img, &host, file)?;
+        let dt_textrel = obj.dynamic.as_ref().is_some_and(|d| d.dt_textrel);
+        let mut dso = self.map_library(&img, dt_textrel, &host, file)?;
         dso.graph = Some(k);
         dso.name = pathname.clone();
         dso.shortname = searched.then(|| basename(&pathname));
@@ -1058,7 +1034,13 @@ impl Dls3<'_> {
     /// headers that do not fit the 896-byte header buffer are read into a malloc'd buffer,
     /// freed at the end. Gaps between segments keep the reservation's protection and file
     /// offsets; p_align is not looked at.
-    fn map_library(&mut self, img: &ElfImage, host: &Path, file: Arc<FileRef>) -> Result<Dso> {
+    fn map_library(
+        &mut self,
+        img: &ElfImage,
+        dt_textrel: bool,
+        host: &Path,
+        file: Arc<FileRef>,
+    ) -> Result<Dso> {
         let noexec =
             |why: &str| Error::load_failed(host, format!("musl's map_library: {why} (ENOEXEC)"));
         let e_type = img.e_type();
@@ -1155,7 +1137,7 @@ impl Dls3<'_> {
                 }
             }
         }
-        if has_dt_textrel(img, dyn_vaddr) {
+        if dt_textrel {
             self.task.mprotect(map, map_len, Prot::RWX);
         }
         if let Some(b) = allocated_buf {

@@ -14,34 +14,7 @@ pub const AT_BASE: u64 = 7;
 /// `AT_ENTRY`: the executable's entry point.
 pub const AT_ENTRY: u64 = 9;
 
-/// ELF class of a process (and so of its auxv words and its r_debug layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ElfClass {
-    Elf32,
-    Elf64,
-}
-
-impl ElfClass {
-    /// Bytes in one word (`Elf32_Addr` / `Elf64_Addr`).
-    pub fn word_size(self) -> usize {
-        match self {
-            ElfClass::Elf32 => 4,
-            ElfClass::Elf64 => 8,
-        }
-    }
-
-    /// From `e_ident[EI_CLASS]` (byte 4 of the file).
-    pub fn from_ident(ident: &[u8]) -> Result<ElfClass, String> {
-        if ident.len() < 5 || &ident[..4] != b"\x7fELF" {
-            return Err("not an ELF file".into());
-        }
-        match ident[4] {
-            1 => Ok(ElfClass::Elf32),
-            2 => Ok(ElfClass::Elf64),
-            c => Err(format!("unknown ELF class {c}")),
-        }
-    }
-}
+pub use crate::elf::ident::ElfClass;
 
 /// The class of the running executable of `pid`, from `/proc/PID/exe`.
 pub fn exe_class(pid: i32) -> Result<ElfClass, String> {
@@ -237,19 +210,5 @@ mod tests {
         );
         assert!(parse_stat("1 (x) S 1 2 3").is_err());
         assert!(parse_stat("garbage").is_err());
-    }
-
-    #[test]
-    fn class_from_ident() {
-        assert_eq!(
-            ElfClass::from_ident(b"\x7fELF\x01").unwrap(),
-            ElfClass::Elf32
-        );
-        assert_eq!(
-            ElfClass::from_ident(b"\x7fELF\x02\x01").unwrap(),
-            ElfClass::Elf64
-        );
-        assert!(ElfClass::from_ident(b"#!/bin/sh").is_err());
-        assert!(ElfClass::from_ident(b"\x7fELF\x03").is_err());
     }
 }
