@@ -313,7 +313,15 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
         Format::Table => render::table::write(&plan, &render::maps::lines(&plan.mm), out)?,
         Format::Json => render::json::write(&plan, &render::maps::lines(&plan.mm), out)?,
     }
+    leave_to_exit(plan);
     Ok(0)
+}
+
+/// The process ends as soon as a command has written its output: what `value` holds (the
+/// open ELF files of a plan, its memory) is left for exit to release in one pass, rather
+/// than one `close()` or `munmap()` each (about 70 system calls for gdb's plan).
+fn leave_to_exit<T>(value: T) {
+    std::mem::forget(value);
 }
 
 /// `elfmap run`.

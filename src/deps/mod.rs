@@ -112,7 +112,7 @@ impl LoaderEnv {
             root,
             secure: false,
             cwd: host.cwd(),
-            cpu: host.cpu.clone(),
+            cpu: host.cpu().clone(),
         }
     }
 }

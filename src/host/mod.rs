@@ -56,8 +56,11 @@ pub struct Facts {
     /// Number of auxv entries (AT_NULL included) the kernel gives a 64-bit dynamic program,
     /// from our own `/proc/self/auxv`.
     pub auxv_entries_64: u64,
-    /// What CPUID says, as far as the loaders look at it.
-    pub cpu: cpu::CpuFacts,
+    /// What CPUID says, as far as the loaders look at it ([`Facts::cpu`]): asked of the CPU
+    /// only when a loader model needs it (each CPUID instruction is a VM exit here, about
+    /// 5 us), or read with the rest from a facts file.
+    #[serde(with = "lazy_cpu")]
+    cpu: std::sync::OnceLock<cpu::CpuFacts>,
     /// Our current directory (inherited by what we exec).
     #[serde(with = "os_string")]
     pub cwd: OsString,
@@ -139,7 +142,7 @@ impl Facts {
             vdso64_size: 0x2000,
             vsyscall: None,
             auxv_entries_64: 23,
-            cpu: cpu::CpuFacts::detect(),
+            cpu: std::sync::OnceLock::new(),
             cwd: std::env::current_dir()
                 .map(PathBuf::into_os_string)
                 .unwrap_or_else(|_| "/".into()),
@@ -206,6 +209,11 @@ impl Facts {
         }
     }
 
+    /// The CPU (detected at the first call for live facts).
+    pub fn cpu(&self) -> &cpu::CpuFacts {
+        self.cpu.get_or_init(cpu::CpuFacts::detect)
+    }
+
     /// The current directory as a path.
     pub fn cwd(&self) -> PathBuf {
         PathBuf::from(&self.cwd)
@@ -234,6 +242,18 @@ impl OsText {
             OsText::Text(t) => t.into(),
             OsText::Bytes(b) => OsString::from_vec(b),
         }
+    }
+}
+
+mod lazy_cpu {
+    use super::cpu::CpuFacts;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::OnceLock;
+    pub fn serialize<S: Serializer>(c: &OnceLock<CpuFacts>, ser: S) -> Result<S::Ok, S::Error> {
+        c.get_or_init(CpuFacts::detect).serialize(ser)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<OnceLock<CpuFacts>, D::Error> {
+        Ok(OnceLock::from(CpuFacts::deserialize(de)?))
     }
 }
 
@@ -273,6 +293,7 @@ mod tests {
     fn facts_json_round_trip() {
         use std::os::unix::ffi::OsStringExt;
         let mut f = Facts::detect();
+        f.cpu();
         f.env.push(OsString::from_vec(vec![b'X', b'=', 0xff, 0xfe]));
         let back = Facts::from_json(&f.to_json(), "facts.json".as_ref()).unwrap();
         assert_eq!(back, f);

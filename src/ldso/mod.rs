@@ -61,7 +61,6 @@ use crate::mm::{AddressSpace, FileRef, MmError, Placement, Prot};
 /// maps reserve one `struct auditstate` per namespace.
 pub const DL_NNS: u64 = 16;
 
-
 /// Structure sizes of glibc 2.36 (spec/ldso.md 4.4). x86-64 from Debian's debug symbols;
 /// i386 measured from link_map/TCB addresses (no debug symbols exist for it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
