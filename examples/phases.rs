@@ -34,7 +34,9 @@ fn main() {
                     .unwrap_or(1);
                 let t = Instant::now();
                 for _ in 0..reps {
-                    std::hint::black_box(elfmap::ldso::unique::unique_tables_of(&objs, rtld, true));
+                    std::hint::black_box(elfmap::ldso::glibc::unique::unique_tables_of(
+                        &objs, rtld, true,
+                    ));
                 }
                 eprintln!("unique_tables_of {:?}", t.elapsed() / reps);
             }

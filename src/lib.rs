@@ -8,7 +8,6 @@
 
 pub mod addr;
 pub mod compare;
-pub mod deps;
 pub mod elf;
 pub mod error;
 pub mod host;

@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use elfmap::deps::{resolve, DepGraph, Flavor, FoundVia, LoaderEnv};
 use elfmap::elf::{Abi, ElfImage};
+use elfmap::ldso::{list, DepGraph, Flavor, FoundVia, LoaderEnv};
 
 /// What the real loader printed.
 #[derive(Debug, Default)]
@@ -85,12 +85,12 @@ fn loader_env(abi: Abi, flavor: Flavor, env: &[(&str, &str)], cwd: &Path) -> Loa
 }
 
 fn ours(prog: &Path, env: &[(&str, &str)], cwd: &Path) -> Result<(DepGraph, String), String> {
-    let img = ElfImage::open(prog).map_err(|e| e.to_string())?;
+    let img = std::sync::Arc::new(ElfImage::open(prog).map_err(|e| e.to_string())?);
     let abi = img.abi().ok_or("unknown ABI")?;
     let interp = interp_of(&img).ok_or("no PT_INTERP")?;
     let flavor = Flavor::from_interp(Path::new(&interp));
     let le = loader_env(abi, flavor, env, cwd);
-    let g = resolve(&img, prog, Path::new(&interp), &le).map_err(|e| e.to_string())?;
+    let g = list(&img, prog, Path::new(&interp), &le).map_err(|e| e.to_string())?;
     Ok((g, interp))
 }
 
@@ -477,7 +477,7 @@ fn deps_fixture_details() {
         .iter()
         .find(|o| o.requested == "libleaf.so")
         .unwrap();
-    let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+    let best = elfmap::ldso::glibc::hwcaps::LoaderHwcaps::for_abi(
         Abi::X86_64,
         &elfmap::host::cpu::CpuFacts::detect(),
     )
@@ -495,7 +495,7 @@ fn deps_fixture_details() {
         .iter()
         .find(|o| o.requested == "libleaf.so")
         .unwrap();
-    let legacy = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+    let legacy = elfmap::ldso::glibc::hwcaps::LoaderHwcaps::for_abi(
         Abi::X86_64,
         &elfmap::host::cpu::CpuFacts::detect(),
     )
@@ -795,7 +795,7 @@ fn deps_secure_mode_matches_setuid_run() {
         std::fs::copy(&src, &suid).unwrap();
         assert!(sh(&format!("chmod 4755 {}", suid.display()), d));
         // The secure resolution of the setuid copy.
-        let img = ElfImage::open(&suid).unwrap();
+        let img = std::sync::Arc::new(ElfImage::open(&suid).unwrap());
         let envp: Vec<OsString> = env
             .iter()
             .map(|(k, v)| OsString::from(format!("{k}={v}")))
@@ -809,7 +809,7 @@ fn deps_secure_mode_matches_setuid_run() {
         );
         le.cwd = d.clone();
         le.secure = true;
-        let g = resolve(&img, &suid, Path::new("/lib64/ld-linux-x86-64.so.2"), &le);
+        let g = list(&img, &suid, Path::new("/lib64/ld-linux-x86-64.so.2"), &le);
         let predicted_ok = matches!(&g, Ok(g) if g.missing.is_empty());
         // The real run, as nobody.
         let mut cmd = Command::new("setpriv");
@@ -944,8 +944,9 @@ rm -f /tmp/elfmap-hw-$$.c /tmp/elfmap-hwm-$$.c
     }
     let mut result = Ok(());
     for prog in progs {
-        let img = ElfImage::open(&root.join(prog.trim_start_matches('/'))).unwrap();
-        let got = resolve(
+        let img =
+            std::sync::Arc::new(ElfImage::open(&root.join(prog.trim_start_matches('/'))).unwrap());
+        let got = list(
             &img,
             Path::new(prog),
             Path::new("/lib64/ld-linux-x86-64.so.2"),
@@ -965,7 +966,7 @@ rm -f /tmp/elfmap-hw-$$.c /tmp/elfmap-hwm-$$.c
                 .find(|o| o.requested == "libleafhw.so.1")
                 .unwrap();
             assert_eq!(leaf.found_via, FoundVia::Cache);
-            let best = elfmap::deps::hwcaps::LoaderHwcaps::for_abi(
+            let best = elfmap::ldso::glibc::hwcaps::LoaderHwcaps::for_abi(
                 Abi::X86_64,
                 &elfmap::host::cpu::CpuFacts::detect(),
             )

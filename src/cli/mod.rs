@@ -237,6 +237,7 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         seed,
         root: c.root.clone(),
         env: None,
+        ledger: false,
     }
 }
 
@@ -353,6 +354,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         seed: None,
         root: a.root.clone(),
         env: None,
+        ledger: false,
     };
     let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
         writeln!(

@@ -10,39 +10,14 @@ use serde::{Deserialize, Serialize};
 pub struct CpuFacts {
     /// CPUID leaf 0's vendor string ("GenuineIntel", "AuthenticAMD", ...).
     pub vendor: String,
-    /// The usable features among [`FEATURES`], by their `is_x86_feature_detected!` names
-    /// (and "lahf_lm", "avx512er", "avx512pf" read from CPUID directly).
+    /// The usable features among those glibc's `init_cpu_features()` tests, by their
+    /// `is_x86_feature_detected!` names (and "lahf_lm", "avx512er", "avx512pf" read from
+    /// CPUID directly).
     pub features: Vec<String>,
 }
 
-/// The features the loaders' CPU model looks at.
-pub const FEATURES: &[&str] = &[
-    "cmpxchg16b",
-    "lahf_lm",
-    "popcnt",
-    "sse3",
-    "ssse3",
-    "sse4.1",
-    "sse4.2",
-    "avx",
-    "avx2",
-    "f16c",
-    "fma",
-    "lzcnt",
-    "movbe",
-    "bmi1",
-    "bmi2",
-    "avx512f",
-    "avx512bw",
-    "avx512cd",
-    "avx512dq",
-    "avx512vl",
-    "avx512er",
-    "avx512pf",
-];
-
 impl CpuFacts {
-    /// Whether feature `name` (one of [`FEATURES`]) is usable.
+    /// Whether feature `name` is usable.
     pub fn has(&self, name: &str) -> bool {
         self.features.iter().any(|f| f == name)
     }

@@ -287,6 +287,11 @@ pub fn file_id_known(canon: &Path, dev: u64, ino: u64) -> FileId {
     }
 }
 
+/// `access(path, R_OK)`: whether we may read host path `path`.
+pub fn readable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::R_OK).is_ok()
+}
+
 /// Whether the filesystem holding host path `path` is mounted `nosuid` (set-ID bits are
 /// then ignored by exec).
 pub fn mounted_nosuid(path: &Path) -> bool {

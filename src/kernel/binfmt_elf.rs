@@ -83,6 +83,10 @@ pub struct ExecImage {
     /// honours it, so exec cleared `PER_CLEAR_ON_SETID` from the personality: ASLR and the
     /// legacy layout cannot be switched off for it with `setarch`.
     pub per_clear: bool,
+    /// AT_SECURE: exec changes the effective ids (the loader then runs in secure mode).
+    pub at_secure: bool,
+    /// `bprm->filename`, the path given to execve.
+    pub filename: OsString,
     /// The `[vdso]` start (AT_SYSINFO_EHDR).
     pub vdso_base: u64,
     /// The program's file as mapped.
@@ -590,6 +594,8 @@ pub fn load_elf_binary(
         read_implies_exec,
         pf_randomize,
         per_clear,
+        at_secure: secureexec(&img, machine),
+        filename: req.filename.clone(),
         vdso_base,
         program_file: file,
         program_image: Arc::new(img),
@@ -621,6 +627,17 @@ fn open_file(img: &ElfImage, open_id: u32) -> Result<Arc<FileRef>> {
     let canon = crate::host::fs::host_realpath(&img.path).map_err(|e| Error::io(&img.path, e))?;
     let id = crate::host::fs::file_id_known(&canon, img.meta.dev(), img.meta.ino());
     Ok(FileRef::open(id, open_id))
+}
+
+/// AT_SECURE as the kernel sets it (`security/commoncap.c: cap_bprm_creds_from_file()`
+/// sets `secureexec` when exec changes the effective ids): the set-user-ID bit on a file
+/// owned by someone else than our effective uid, or set-group-ID (with group execute) on a
+/// file of another group. N.B. file capabilities are not looked at.
+fn secureexec(img: &ElfImage, host: &Facts) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = img.meta.mode();
+    (mode & 0o4000 != 0 && img.meta.uid() != host.euid)
+        || (mode & 0o2010 == 0o2010 && img.meta.gid() != host.egid)
 }
 
 /// AT_PHDR before relocation: PT_PHDR's `p_vaddr`, else the PT_LOAD containing `e_phoff`.

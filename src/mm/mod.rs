@@ -2,12 +2,14 @@
 //! model, the VMA list, and the system calls that change it (`mmap`, `munmap`, `mprotect`,
 //! `vm_brk_flags`), with the kernel's splitting and merging.
 
+pub mod task;
 pub mod unmapped_area;
 pub mod vma;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+pub use task::Task;
 pub use unmapped_area::{MmapLayout, SearchRequest};
 pub use vma::{Backing, FileRef, Prot, Vma};
 
@@ -107,8 +109,7 @@ impl AddressSpace {
         }
         let fixed = req.placement != Placement::Hint;
         let offset = req.file.as_ref().map(|(_, o)| *o).unwrap_or(0);
-        // mm/mmap.c: file_mmap_ok(): the file range must not wrap (EOVERFLOW).
-        if req.file.is_some() && offset.checked_add(len).is_none_or(|e| e > i64::MAX as u64) {
+        if req.file.is_some() && !file_mmap_ok(offset, len) {
             return Err(MmError::Invalid {
                 start: req.addr,
                 len: req.len,
@@ -276,6 +277,14 @@ impl AddressSpace {
             }
         }
     }
+}
+
+/// Models `mm/mmap.c: file_mmap_ok()` for a regular file (`MAX_LFS_FILESIZE` =
+/// `LLONG_MAX`): `do_mmap()` refuses with EOVERFLOW a file range (page-aligned `len`) that
+/// ends beyond it.
+fn file_mmap_ok(off: u64, len: u64) -> bool {
+    const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
+    len <= MAX_LFS_FILESIZE && off >> 12 <= (MAX_LFS_FILESIZE - len) >> 12
 }
 
 #[cfg(test)]

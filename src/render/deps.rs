@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::deps::{DepGraph, FoundVia};
+use crate::ldso::{DepGraph, FoundVia};
 
 /// Why the loader took this file, in words.
 pub fn found_via(g: &DepGraph, v: FoundVia) -> String {

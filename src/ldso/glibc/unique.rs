@@ -332,13 +332,10 @@ pub struct UniqueAhead {
 /// so a thread hands the result on first and drops this after.
 pub struct TablesRead(#[allow(dead_code)] Scope);
 
-/// The unique-symbol model fed object by object as the resolver reports them
-/// ([`crate::deps::ObjectFound`]), for a second thread: the symbol tables are read while
-/// the main thread resolves and maps, and the tables computed once the list is complete.
+/// The unique-symbol model fed object by object as the loader model reports them
+/// ([`crate::ldso::ObjectFound`]): the symbol tables can be read while the model is still
+/// finding and mapping objects, and the tables are computed once the list is complete.
 pub struct UniqueScan {
-    program: Arc<ElfImage>,
-    /// Where each object's version-array size goes, if wanted.
-    ndx: Option<Arc<crate::ldso::versions::NdxAhead>>,
     lazy: bool,
     entries: Vec<Option<ScopeEntry>>,
     keys: Vec<Option<ObjectKey>>,
@@ -347,11 +344,9 @@ pub struct UniqueScan {
 }
 
 impl UniqueScan {
-    /// For the program whose image is `program`, lazy binding on or off.
-    pub fn new(program: Arc<ElfImage>, lazy: bool) -> UniqueScan {
+    /// Lazy binding on or off.
+    pub fn new(lazy: bool) -> UniqueScan {
         UniqueScan {
-            program,
-            ndx: None,
             lazy,
             entries: Vec::new(),
             keys: Vec::new(),
@@ -360,20 +355,9 @@ impl UniqueScan {
         }
     }
 
-    /// Also compute each object's `ndx_high` ([`crate::ldso::versions::version_ndx_high`])
-    /// into `ndx`, while its file is being read anyway.
-    pub fn with_versions(mut self, ndx: Arc<crate::ldso::versions::NdxAhead>) -> UniqueScan {
-        self.ndx = Some(ndx);
-        self
-    }
-
-    /// Read the object the resolver just entered in the load list.
-    pub fn add(&mut self, f: crate::deps::ObjectFound) {
-        let img = if f.index == 0 {
-            Some(self.program.clone())
-        } else {
-            f.image
-        };
+    /// Read the object the loader model just entered in the load list.
+    pub fn add(&mut self, f: crate::ldso::ObjectFound) {
+        let img = f.image;
         if f.is_rtld {
             self.rtld = f.index;
         }
@@ -382,13 +366,6 @@ impl UniqueScan {
             self.keys.resize(f.index + 1, None);
         }
         if let (Some(img), Some(d)) = (img, f.dynamic) {
-            if let Some(ndx) = &self.ndx {
-                ndx.put(
-                    f.index,
-                    &img,
-                    crate::ldso::versions::version_ndx_high(&img, &d),
-                );
-            }
             self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.scratch));
             self.keys[f.index] = Some(ObjectKey::new(&img, d));
         }

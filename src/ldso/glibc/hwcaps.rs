@@ -187,9 +187,95 @@ fn x86_64_hwcap_platform(cpu: &CpuFacts) -> (u64, &'static str) {
     (hwcap, platform.unwrap_or("x86_64"))
 }
 
+/// The sizes `_dl_important_hwcaps()` allocates: the `compute_priorities()` array and the
+/// result table, and `ncapstr` (the number of subdirectory strings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HwcapsSizes {
+    pub priorities: u64,
+    pub table: u64,
+    pub ncapstr: u64,
+}
+
+/// Models the sizes of `elf/dl-hwcaps.c: _dl_important_hwcaps()` (2.36 branch, after "Fix
+/// hwcaps string size overestimation"): `compute_priorities()` allocates one
+/// `struct priority` (16 bytes on x86-64, 12 on i386) per active glibc-hwcaps name; the
+/// table is `2P * (h + 2^c)` of `r_strlenpair`s, the glibc-hwcaps strings
+/// ("glibc-hwcaps/NAME/") and the compressed legacy power set of the c components.
+pub fn dl_important_hwcaps_sizes(hw: &LoaderHwcaps, word: u64) -> HwcapsSizes {
+    let h = hw.hwcaps_subdirs_active.len() as u64;
+    let priority = if word == 8 { 16 } else { 12 };
+    let t1: u64 = hw
+        .hwcaps_subdirs_active
+        .iter()
+        .map(|n| (GLIBC_HWCAPS_PREFIX.len() + n.len() + 1) as u64)
+        .sum();
+    let masked = hw.dl_hwcap & hw.dl_hwcap_mask;
+    let mut lens: Vec<u64> = Vec::new();
+    const NAMES: [&str; 3] = ["sse2", "x86_64", "avx512_1"];
+    for b in 0..64u32 {
+        if masked & (1u64 << b) != 0 {
+            lens.push(NAMES.get(b as usize).map_or(0, |s| s.len() as u64));
+        }
+    }
+    lens.push(hw.dl_platform.len() as u64);
+    lens.push(3); // "tls"
+    let cnt = lens.len();
+    let total = if cnt == 1 {
+        lens[0] + 1
+    } else {
+        let mut t = lens[0] + lens[cnt - 1] + 2;
+        if cnt > 2 {
+            t <<= 1;
+            for l in &lens[1..cnt - 1] {
+                t += l + 1;
+            }
+            if cnt > 3 {
+                t <<= cnt - 3;
+            }
+        }
+        t
+    };
+    let k = h + (1u64 << cnt);
+    HwcapsSizes {
+        priorities: priority * h,
+        table: 2 * word * k + t1 + total,
+        ncapstr: k,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ldso_hwcaps_sizes_of_this_kind_of_machine() {
+        let hw = LoaderHwcaps {
+            isa_1: 7,
+            hwcaps_subdirs_active: vec!["x86-64-v3", "x86-64-v2"],
+            dl_hwcap: HWCAP_X86_64,
+            dl_hwcap_mask: HWCAP_X86_64 | HWCAP_X86_AVX512_1,
+            dl_platform: "x86_64",
+        };
+        // spec/ldso.md 4.4: 0x20 and 0xeb, 10 strings.
+        assert_eq!(
+            dl_important_hwcaps_sizes(&hw, 8),
+            HwcapsSizes {
+                priorities: 0x20,
+                table: 0xeb,
+                ncapstr: 10
+            }
+        );
+        let hw = LoaderHwcaps {
+            isa_1: 7,
+            hwcaps_subdirs_active: vec![],
+            dl_hwcap: HWCAP_X86_SSE2,
+            dl_hwcap_mask: HWCAP_X86_SSE2,
+            dl_platform: "i686",
+        };
+        assert_eq!(dl_important_hwcaps_sizes(&hw, 4).table, 87);
+        assert_eq!(dl_important_hwcaps_sizes(&hw, 4).ncapstr, 8);
+    }
+
     use std::process::Command;
 
     fn diagnostics(ldso: &str) -> Option<String> {

@@ -10,7 +10,7 @@
 //!   `_dl_protect_relro()`;
 //! * `sysdeps/unix/sysv/linux/dl-execstack.c: _dl_make_stack_executable()`.
 //!
-//! Every system call goes through [`Proc`], which applies the task's READ_IMPLIES_EXEC
+//! Every system call goes through [`Task`], which applies the task's READ_IMPLIES_EXEC
 //! personality the way `do_mmap()` and `do_mprotect_pkey()` do (i386 programs without
 //! PT_GNU_STACK).
 
@@ -23,57 +23,11 @@ use super::tls::TlsModule;
 use crate::addr::{align_up, page_align, page_start, PAGE_SIZE};
 use crate::elf::{ElfImage, PT_DYNAMIC, PT_GNU_RELRO, PT_GNU_STACK, PT_LOAD, PT_TLS};
 use crate::error::{Error, Result};
-use crate::mm::{AddressSpace, Backing, FileRef, MmError, MmapRequest, Placement, Prot};
+use crate::mm::{Backing, FileRef, MmError, Placement, Prot, Task};
 
 /// `DEFAULT_STACK_PERMS` on x86 (sysdeps/x86/stackinfo.h): PF_R|PF_W|PF_X, the stack
 /// permissions an object without PT_GNU_STACK asks for.
 pub const DEFAULT_STACK_PERMS: u32 = PF_R | PF_W | PF_X;
-
-/// The process as ld.so's system calls see it: the address space plus the personality
-/// flag that changes what PROT_READ means.
-#[derive(Clone, Debug)]
-pub struct Proc {
-    pub mm: AddressSpace,
-    /// READ_IMPLIES_EXEC: every PROT_READ mapping or protection change also gets PROT_EXEC.
-    pub read_implies_exec: bool,
-}
-
-impl Proc {
-    fn prot(&self, prot: Prot) -> Prot {
-        prot.read_implies_exec(self.read_implies_exec)
-    }
-
-    /// mmap(2).
-    pub fn mmap(
-        &mut self,
-        addr: u64,
-        len: u64,
-        prot: Prot,
-        placement: Placement,
-        file: Option<(Arc<FileRef>, u64)>,
-    ) -> std::result::Result<u64, MmError> {
-        let prot = self.prot(prot);
-        self.mm.mmap(&MmapRequest {
-            addr,
-            len,
-            prot,
-            placement,
-            shared: false,
-            file,
-        })
-    }
-
-    /// mprotect(2) without PROT_GROWSDOWN.
-    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot) {
-        let prot = self.prot(prot);
-        self.mm.mprotect(start, len, prot);
-    }
-
-    /// munmap(2).
-    pub fn munmap(&mut self, start: u64, len: u64) {
-        self.mm.munmap(start, len);
-    }
-}
 
 /// `struct loadcmd` (elf/dl-load.h), one per PT_LOAD.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -226,14 +180,14 @@ fn map_err(path: &Path, what: &str, e: MmError) -> Error {
 /// anonymous PROT_NONE, map the file MAP_FIXED at the first aligned address inside it and
 /// unmap the head and the tail of the reservation.
 fn dl_map_segment(
-    proc: &mut Proc,
+    task: &mut Task,
     c: &LoadCmd,
     mappref: u64,
     maplength: u64,
     file: &Arc<FileRef>,
 ) -> std::result::Result<u64, MmError> {
     if c.mapalign <= PAGE_SIZE {
-        return proc.mmap(
+        return task.mmap(
             mappref,
             maplength,
             c.prot,
@@ -248,9 +202,9 @@ fn dl_map_segment(
     } else {
         2 * c.mapalign
     };
-    let map_start = proc.mmap(mappref, maplen, Prot::NONE, Placement::Hint, None)?;
+    let map_start = task.mmap(mappref, maplen, Prot::NONE, Placement::Hint, None)?;
     let aligned = align_up(map_start, c.mapalign).ok_or(MmError::NoMemory { len: maplen })?;
-    let aligned = match proc.mmap(
+    let aligned = match task.mmap(
         aligned,
         maplength,
         c.prot,
@@ -259,18 +213,18 @@ fn dl_map_segment(
     ) {
         Ok(a) => a,
         Err(e) => {
-            proc.munmap(map_start, maplen);
+            task.munmap(map_start, maplen);
             return Err(e);
         }
     };
     let delta = aligned - map_start;
     if delta != 0 {
-        proc.munmap(map_start, delta);
+        task.munmap(map_start, delta);
     }
     let map_end = page_align(aligned + maplength).unwrap_or(u64::MAX);
     let end = map_start + maplen;
     if end > map_end {
-        proc.munmap(map_end, end - map_end);
+        task.munmap(map_end, end - map_end);
     }
     Ok(aligned)
 }
@@ -278,7 +232,7 @@ fn dl_map_segment(
 /// Models `_dl_map_segments()` for an ET_DYN object (and, with `et_exec`, the segment-by-
 /// segment branch for an ET_EXEC program that ld.so maps itself).
 pub fn dl_map_segments(
-    proc: &mut Proc,
+    task: &mut Task,
     path: &Path,
     hdr: &ObjectHeaders,
     file: &Arc<FileRef>,
@@ -291,7 +245,7 @@ pub fn dl_map_segments(
         // ELF_PREFERRED_ADDRESS: the first segment's own address is the hint (0 for
         // ordinary libraries; `-Ttext-segment` objects get theirs if it is free).
         let mappref = first.mapstart;
-        let start = dl_map_segment(proc, &first, mappref, maplength, file)
+        let start = dl_map_segment(task, &first, mappref, maplength, file)
             .map_err(|e| map_err(path, "failed to map segment from shared object", e))?;
         let l_addr = start.wrapping_sub(first.mapstart);
         if hdr.has_holes {
@@ -302,21 +256,21 @@ pub fn dl_map_segments(
                     "ELF load command address/offset not page-aligned",
                 ));
             }
-            proc.mprotect(
+            task.mprotect(
                 l_addr.wrapping_add(first.mapend),
                 last.mapstart - first.mapend,
                 Prot::NONE,
             );
         }
         // postmap for the first command, then the loop from the second.
-        zero_fill(proc, path, l_addr, &first)?;
+        zero_fill(task, path, l_addr, &first)?;
         (l_addr, start, true, &cmds[1..])
     } else {
         (0, first.mapstart, !hdr.has_holes, &cmds[..])
     };
     for c in rest {
         if c.mapend > c.mapstart {
-            proc.mmap(
+            task.mmap(
                 l_addr.wrapping_add(c.mapstart),
                 c.mapend - c.mapstart,
                 c.prot,
@@ -325,7 +279,7 @@ pub fn dl_map_segments(
             )
             .map_err(|e| map_err(path, "failed to map segment from shared object", e))?;
         }
-        zero_fill(proc, path, l_addr, c)?;
+        zero_fill(task, path, l_addr, c)?;
     }
     Ok(Placed {
         l_addr,
@@ -338,7 +292,7 @@ pub fn dl_map_segments(
 /// The .bss part of `_dl_map_segments()`: zero the rest of the last file page (for a
 /// read-only segment by making the page writable and back, which leaves that page a VMA
 /// of its own with VM_ACCOUNT), and map the remaining zero pages anonymously.
-fn zero_fill(proc: &mut Proc, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<()> {
+fn zero_fill(task: &mut Task, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<()> {
     if c.allocend <= c.dataend {
         return Ok(());
     }
@@ -354,11 +308,11 @@ fn zero_fill(proc: &mut Proc, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<(
             write: true,
             ..c.prot
         };
-        proc.mprotect(page, PAGE_SIZE, w);
-        proc.mprotect(page, PAGE_SIZE, c.prot);
+        task.mprotect(page, PAGE_SIZE, w);
+        task.mprotect(page, PAGE_SIZE, c.prot);
     }
     if zeroend > zeropage {
-        proc.mmap(zeropage, zeroend - zeropage, c.prot, Placement::Fixed, None)
+        task.mmap(zeropage, zeroend - zeropage, c.prot, Placement::Fixed, None)
             .map_err(|e| map_err(path, "cannot map zero-fill pages", e))?;
     }
     Ok(())
@@ -366,18 +320,18 @@ fn zero_fill(proc: &mut Proc, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<(
 
 /// Models `_dl_protect_relro(l)`: `[down(l_addr + p_vaddr), down(l_addr + p_vaddr +
 /// p_memsz))` becomes PROT_READ; both ends round down.
-pub fn dl_protect_relro(proc: &mut Proc, l_addr: u64, relro: (u64, u64)) {
+pub fn dl_protect_relro(task: &mut Task, l_addr: u64, relro: (u64, u64)) {
     let start = page_start(l_addr.wrapping_add(relro.0));
     let end = page_start(l_addr.wrapping_add(relro.0).wrapping_add(relro.1));
     if start < end {
-        proc.mprotect(start, end - start, Prot::R);
+        task.mprotect(start, end - start, Prot::R);
     }
 }
 
 /// Models the DT_TEXTREL part of `_dl_relocate_object()`: every non-writable PT_LOAD range
 /// `[down(vaddr), up(vaddr + memsz))` made writable before relocating, then restored in
 /// reverse order.
-pub fn dl_relocate_textrel(proc: &mut Proc, img: &ElfImage, l_addr: u64) {
+pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64) {
     let mut textrels = Vec::new();
     for ph in img.loads() {
         if ph.p_flags & PF_W != 0 {
@@ -386,7 +340,7 @@ pub fn dl_relocate_textrel(proc: &mut Proc, img: &ElfImage, l_addr: u64) {
         let start = l_addr.wrapping_add(page_start(ph.p_vaddr));
         let end = l_addr.wrapping_add(page_align(ph.p_vaddr + ph.p_memsz).unwrap_or(u64::MAX));
         let prot = pf_to_prot(ph.p_flags);
-        proc.mprotect(
+        task.mprotect(
             start,
             end - start,
             Prot {
@@ -397,7 +351,7 @@ pub fn dl_relocate_textrel(proc: &mut Proc, img: &ElfImage, l_addr: u64) {
         textrels.push((start, end - start, prot));
     }
     for (start, len, prot) in textrels.into_iter().rev() {
-        proc.mprotect(start, len, prot);
+        task.mprotect(start, len, prot);
     }
 }
 
@@ -406,9 +360,9 @@ pub fn dl_relocate_textrel(proc: &mut Proc, img: &ElfImage, l_addr: u64) {
 /// (`do_mprotect_pkey()`) extend the range down to the start of the stack VMA, so
 /// everything from there to the end of the page holding the initial stack pointer becomes
 /// `rwx`; pages above it (if any) keep their protection.
-pub fn dl_make_stack_executable(proc: &mut Proc, libc_stack_end: u64) {
+pub fn dl_make_stack_executable(task: &mut Task, libc_stack_end: u64) {
     let page = page_start(libc_stack_end);
-    let Some(vma) = proc.mm.find(page) else {
+    let Some(vma) = task.mm.find(page) else {
         return;
     };
     if !vma.growsdown || !matches!(vma.backing, Backing::Anon) {
@@ -417,5 +371,5 @@ pub fn dl_make_stack_executable(proc: &mut Proc, libc_stack_end: u64) {
     let start = vma.start;
     let end = page + PAGE_SIZE;
     // The stack keeps VM_GROWSDOWN; `AddressSpace::mprotect` keeps the other flags.
-    proc.mprotect(start, end - start, Prot::RWX);
+    task.mprotect(start, end - start, Prot::RWX);
 }

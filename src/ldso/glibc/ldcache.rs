@@ -819,7 +819,7 @@ mod tests {
             hwcap: 2,
             hwcap_mask: 6,
             platform_bit: None,
-            isa_1: crate::deps::hwcaps::get_isa_level(&crate::host::cpu::CpuFacts::detect()),
+            isa_1: crate::ldso::glibc::hwcaps::get_isa_level(&crate::host::cpu::CpuFacts::detect()),
             hwcaps_active: Vec::new(),
         };
         for (name, kind, path) in &lines {
@@ -857,7 +857,7 @@ mod tests {
             hwcap: 1,
             hwcap_mask: 1,
             platform_bit: Some(49),
-            isa_1: crate::deps::hwcaps::get_isa_level(&crate::host::cpu::CpuFacts::detect()),
+            isa_1: crate::ldso::glibc::hwcaps::get_isa_level(&crate::host::cpu::CpuFacts::detect()),
             hwcaps_active: Vec::new(),
         };
         for (name, _) in &ours {

@@ -1,15 +1,16 @@
-//! glibc 2.36's library search: elf/dl-load.c (`_dl_map_object`, `open_path`, `open_verify`,
-//! `_dl_init_paths`, `fillin_rpath`, `decompose_rpath`, `cache_rpath`, `_dl_dst_substitute`),
-//! elf/dl-deps.c (`_dl_map_object_deps`) and the preload part of elf/rtld.c (`dl_main`,
-//! `handle_preload_list`, `do_preload`). See spec/ldso.md section 2.
+//! glibc 2.36's library search, as ld.so does it while it loads: elf/dl-load.c
+//! (`_dl_map_object`, `open_path`, `open_verify`, `_dl_init_paths`, `fillin_rpath`,
+//! `decompose_rpath`, `cache_rpath`, `expand_dynamic_string_token`, `_dl_dst_substitute`,
+//! `_dl_map_object_from_fd` up to the mapping), elf/dl-deps.c (`_dl_map_object_deps`) and
+//! the preload part of elf/rtld.c (`handle_preload_list`, `do_preload`).
 //!
 //! The model keeps ld.so's data structures where they change the outcome: the global list of
 //! search directories with a per-subdirectory "exists?" status shared by every list naming
 //! the same directory, the lazily decomposed RPATH/RUNPATH of each object, the `l_loader`
-//! chain, each object's name list (`l_libname`) and file identity. Differences are flagged
-//! with "N.B.".
+//! chain, each object's name list (`l_libname`) and file identity; and it makes the
+//! allocations these steps make, in their order (nothing when only listing). Differences
+//! are flagged with "N.B.".
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,12 @@ use std::sync::Arc;
 use goblin::elf::dynamic::{DF_1_NODEFLIB, DF_1_PIE};
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 
-use super::hwcaps::LoaderHwcaps;
-use super::ldcache::{CacheLoader, CacheQuery, LdCache};
-use super::{
-    origin_of, CacheUse, DepGraph, DepObject, FoundVia, Fs, LoaderEnv, Missing, PreloadFileUse,
-};
-use crate::elf::dynamic::{read_dynamic, DynamicInfo};
+use super::ldcache::LdCache;
+use super::{Node, Obj, Rtld};
+use crate::elf::dynamic::read_dynamic;
 use crate::elf::{Abi, ElfImage, PT_LOAD};
 use crate::error::{Error, Result};
+use crate::ldso::{origin_of, CacheUse, DepObject, FoundVia, Missing, ObjectFound, PreloadFileUse};
 
 // Build-time constants of Debian 12's libc6 / libc6-i386 2.36 loaders (`ld.so --help`,
 // `ld.so --list-diagnostics`: path.system_dirs, dl_dst_lib).
@@ -59,6 +58,14 @@ pub fn system_dirs(abi: Abi) -> &'static [&'static str] {
     }
 }
 
+/// `DL_DST_LIB`: what `$LIB` expands to for `abi`.
+pub fn dl_dst_lib(abi: Abi) -> &'static str {
+    match abi {
+        Abi::X86_64 => DL_DST_LIB_X86_64,
+        Abi::I386 => DL_DST_LIB_I386,
+    }
+}
+
 /// `enum r_dir_status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DirStatus {
@@ -69,52 +76,18 @@ enum DirStatus {
 
 /// `struct r_search_path_elem`: a directory (with trailing '/', or "" for the current
 /// directory) and the status of each hwcaps subdirectory in it.
-struct SearchDir {
+pub(super) struct SearchDir {
     dirname: String,
     status: Vec<DirStatus>,
 }
 
 /// `l_rpath_dirs` / `l_runpath_dirs`: not decomposed yet, none (`(void *) -1`), or a list.
 #[derive(Clone, Debug, Default)]
-enum PathList {
+pub(super) enum PathList {
     #[default]
     Unset,
     None,
     Dirs(Vec<usize>),
-}
-
-/// The parts of `struct link_map` the search uses.
-struct Obj {
-    dep: DepObject,
-    /// `l_name` ("" for the main program).
-    l_name: String,
-    /// `l_libname`.
-    libnames: Vec<String>,
-    /// `l_file_id`: `None` for the main program and ld.so (glibc leaves both zero).
-    file_id: Option<(u64, u64)>,
-    /// `l_loader`.
-    l_loader: Option<usize>,
-    /// `l_origin`; `None` if it could not be determined (`(char *) -1`).
-    origin: Option<String>,
-    is_main: bool,
-    rpath: PathList,
-    runpath: PathList,
-}
-
-impl Obj {
-    fn dynamic(&self) -> Option<&DynamicInfo> {
-        self.dep.dynamic.as_deref()
-    }
-    fn flags_1(&self) -> u64 {
-        self.dynamic().map_or(0, |d| d.flags_1)
-    }
-    fn has_runpath(&self) -> bool {
-        self.dynamic().is_some_and(|d| d.runpath.is_some())
-    }
-    /// `_dl_name_match_p`.
-    fn name_match(&self, name: &str) -> bool {
-        self.l_name == name || self.libnames.iter().any(|n| n == name)
-    }
 }
 
 /// Where `_dl_map_object` found (or did not find) a name.
@@ -123,6 +96,8 @@ enum Mapped {
     Obj {
         idx: usize,
     },
+    /// The vDSO's link map (named by its DT_SONAME; not in the load list).
+    Vdso,
     NotFound,
 }
 
@@ -138,7 +113,7 @@ enum Verdict {
 }
 
 /// ld.so's cache state (`cache`: NULL, `(void *) -1`, mapped).
-enum CacheState {
+pub(super) enum CacheState {
     Unopened,
     Absent,
     Open(LdCache),
@@ -153,74 +128,21 @@ enum Found {
     No,
 }
 
-pub(crate) struct Glibc<'e> {
-    env: &'e LoaderEnv,
-    /// The helper thread: where each object entered in the load list is reported, and the
-    /// reports not sent yet (they go in batches, since waking the helper costs more than
-    /// the report itself); it also opens libraries ahead of us.
-    helper: Option<super::Helper>,
-    /// How to start it, until it is.
-    start: Option<super::HelperStart<'e>>,
-    /// Whether objects are reported (kept in `unsent` until the helper runs).
-    reports: bool,
-    unsent: Vec<super::ObjectFound>,
-    /// What the helper read of the file `try_candidate` just took from it (path, dynamic
-    /// section, canonical path), for `dl_map_object_from_fd`.
-    fetched: Option<(String, Arc<DynamicInfo>, Option<String>)>,
-    abi: Abi,
-    fs: Fs,
-    hw: LoaderHwcaps,
-    /// `capstr`: the subdirectory prefixes of `_dl_important_hwcaps`.
-    capstr: Vec<String>,
-    /// `GL(dl_all_dirs)`.
-    dirs: Vec<SearchDir>,
-    dir_ids: HashMap<String, usize>,
-    /// `__rtld_search_dirs`.
-    system: Vec<usize>,
-    /// `__rtld_env_path_list`.
-    env_path: PathList,
-    /// The namespace: `objs` in load order; ld.so waits in `rtld` until a DT_NEEDED names it.
-    objs: Vec<Obj>,
-    rtld: Option<Obj>,
-    rtld_idx: Option<usize>,
-    cache: CacheState,
-    /// What `cache_use` and the warnings become when the loader first consults the cache
-    /// (the file may be opened earlier, for the helper).
-    cache_opened: Option<(Option<CacheUse>, Option<String>)>,
-    cache_use: Option<CacheUse>,
-    cache_verified: bool,
-    /// What `search_cache` needs to know about this loader and CPU.
-    cache_query: CacheQuery,
-    first_cache_use: Option<usize>,
-    /// Candidates tried by the current `_dl_map_object`.
-    tried: Vec<String>,
-    /// `errno` as `open_path` sees it.
-    errno: i32,
-    found_other_class: bool,
-    warnings: Vec<String>,
-    missing: Vec<Missing>,
-    preload_file: Option<PreloadFileUse>,
+/// Where an element of a path list comes from (`r_search_path_elem.where`): the object's
+/// `l_name` (its length + 1 is allocated with the element), or nothing (LD_LIBRARY_PATH).
+#[derive(Clone, Copy, Debug)]
+enum Where<'a> {
+    Object(&'a str),
+    Env,
 }
 
-/// Models glibc 2.36 `dl_main`'s loading part for a program the kernel started: main map,
-/// `_dl_init_paths`, LD_PRELOAD, /etc/ld.so.preload, `_dl_map_object_deps`.
-pub(crate) fn resolve_glibc<'e>(
-    program: &ElfImage,
-    exec_path: &Path,
-    interp: &Path,
-    env: &'e LoaderEnv,
-    helper: Option<super::HelperStart<'e>>,
-) -> Result<DepGraph> {
-    let mut g = Glibc::new(env);
-    g.reports = helper.as_ref().is_some_and(|h| h.report);
-    g.start = helper;
-    g.setup_main(program, exec_path)?;
-    g.setup_rtld(interp);
-    g.dl_init_paths();
-    g.preloads();
-    g.request_prefetch(0);
-    g.dl_map_object_deps()?;
-    Ok(g.finish())
+impl Where<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Where::Object(n) => n.len() as u64 + 1,
+            Where::Env => 0,
+        }
+    }
 }
 
 fn io_errno(e: &std::io::Error) -> i32 {
@@ -231,139 +153,56 @@ fn errno_str(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-impl<'e> Glibc<'e> {
-    fn new(env: &'e LoaderEnv) -> Glibc<'e> {
-        let hw = LoaderHwcaps::for_abi(env.abi, &env.cpu);
-        let capstr = hw.important_hwcaps();
-        let cache_query = CacheQuery {
-            loader: match env.abi {
-                Abi::X86_64 => CacheLoader::X86_64,
-                Abi::I386 => CacheLoader::I386,
-            },
-            hwcap: hw.dl_hwcap,
-            hwcap_mask: hw.dl_hwcap_mask,
-            platform_bit: hw.string_platform(env.abi),
-            isa_1: hw.isa_1,
-            hwcaps_active: hw
-                .hwcaps_subdirs_active
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        };
-        Glibc {
-            env,
-            helper: None,
-            start: None,
-            reports: false,
-            unsent: Vec::new(),
-            fetched: None,
-            abi: env.abi,
-            fs: env.fs(),
-            hw,
-            capstr,
-            dirs: Vec::new(),
-            dir_ids: HashMap::new(),
-            system: Vec::new(),
-            env_path: PathList::None,
-            objs: Vec::new(),
-            rtld: None,
-            rtld_idx: None,
-            cache: CacheState::Unopened,
-            cache_opened: None,
-            cache_use: None,
-            cache_verified: false,
-            cache_query,
-            first_cache_use: None,
-            tried: Vec::new(),
-            errno: 0,
-            found_other_class: false,
-            warnings: Vec::new(),
-            missing: Vec::new(),
-            preload_file: None,
-        }
-    }
-
+impl Rtld<'_> {
     /// The main map (`rtld_setup_main_map`): no name, its origin from `/proc/self/exe`
-    /// (the canonical path of the executable, `_dl_get_origin`).
-    fn setup_main(&mut self, program: &ElfImage, exec_path: &Path) -> Result<()> {
-        let dynamic = read_dynamic(program)?;
-        let (realpath, host) = self
-            .fs
-            .realpath_of_host(&program.path)
-            .map_err(|e| Error::io(&program.path, e))?;
-        let origin = Some(origin_of(&realpath));
-        let soname = dynamic.as_ref().and_then(|d| d.soname.clone());
+    /// (the canonical path of the executable, `_dl_get_origin`), computed when a DST first
+    /// needs it; then its mapping facts ([`Rtld::setup_main_map`]).
+    pub(super) fn setup_main(&mut self, program: &Arc<ElfImage>, exec_path: &Path) -> Result<()> {
+        let dep = crate::ldso::program_object(&mut self.fs, program, exec_path)?;
         self.objs.push(Obj {
-            dep: DepObject {
-                requested: exec_path.to_string_lossy().into_owned(),
-                path: exec_path.to_path_buf(),
-                realpath: PathBuf::from(realpath),
-                host_path: host,
-                dev: program.meta.dev(),
-                ino: program.meta.ino(),
-                soname,
-                found_via: FoundVia::Program,
-                loader: None,
-                needed: Vec::new(),
-                dynamic,
-                image: None,
-            },
+            dep,
             l_name: String::new(),
             libnames: vec![String::new()],
+            soname_added: false,
             file_id: None,
             l_loader: None,
-            origin,
+            origin: None,
             is_main: true,
             rpath: PathList::Unset,
             runpath: PathList::Unset,
+            placed: None,
+            relro: None,
+            tls: None,
         });
+        self.setup_main_map(program)?;
+        // main -> ld.so -> vDSO -> preloads -> ...
+        self.chain.push(Node::Obj(0));
+        self.chain.push(Node::Rtld);
         self.report(0);
         Ok(())
     }
 
-    /// Tell the helper, if any, that object `i` entered the load list; start it when the
-    /// list has grown long enough.
+    /// Tell whoever works ahead of us that object `i` entered the load list, and how long
+    /// the list will be at least (its length and what the new object names; some of those
+    /// may be loaded already): curl's list is known to be long once libcurl is in it.
     fn report(&mut self, i: usize) {
-        /// Reports per wake-up of the helper.
-        const BATCH: usize = 16;
-        if self.reports {
-            let o = &self.objs[i].dep;
-            self.unsent.push(super::ObjectFound {
-                index: i,
-                image: o.image.clone(),
-                dynamic: o.dynamic.clone(),
-                is_rtld: Some(i) == self.rtld_idx,
-            });
-        }
-        // The list so far and what the new object names (some of them may be loaded
-        // already): curl's list is known to be long once libcurl is in it.
-        if let Some(after) = self.start.as_ref().map(|s| s.after) {
-            let ahead = self.objs[i].dynamic().map_or(0, |d| d.needed.len());
-            if self.objs.len() + ahead >= after {
-                if let Some(start) = self.start.take() {
-                    self.helper = Some((start.spawn)());
-                }
-            }
-        }
-        if self.unsent.len() >= BATCH {
-            self.send_reports();
-        }
+        let o = &self.objs[i];
+        let expected = self.objs.len() + o.dynamic().map_or(0, |d| d.needed.len());
+        let found = ObjectFound {
+            index: i,
+            image: o.dep.image.clone(),
+            dynamic: o.dep.dynamic.clone(),
+            is_rtld: Some(i) == self.rtld_idx,
+        };
+        self.ahead.object_found(found, expected);
     }
 
-    fn send_reports(&mut self) {
-        if let Some(h) = &self.helper {
-            for f in self.unsent.drain(..) {
-                let _ = h.tx.send(super::Work::Found(Box::new(f)));
-            }
-        }
-    }
-
-    /// Ask the helper to open, ahead of us, the cache's answers for the DT_NEEDED names of
-    /// object `i` not loaded yet. Only while no path list comes before the cache
+    /// Ask for the cache's answers for the DT_NEEDED names of object `i` not loaded yet to
+    /// be read ahead of us. Only while no path list comes before the cache
     /// (LD_LIBRARY_PATH, DT_RPATH, DT_RUNPATH): the guesses are then nearly always right,
-    /// and a wrong one costs the helper's time only.
-    fn request_prefetch(&mut self, i: usize) {
-        if self.helper.is_none()
+    /// and a wrong one costs the reader's time only.
+    pub(super) fn request_prefetch(&mut self, i: usize) {
+        if !self.ahead.reads_ahead()
             || self.env.ld_library_path.is_some()
             || self.objs.iter().any(|o| {
                 o.dynamic()
@@ -380,83 +219,49 @@ impl<'e> Glibc<'e> {
         let CacheState::Open(cache) = &self.cache else {
             return;
         };
-        let Some(helper) = &self.helper else { return };
         for name in needed {
             if name.contains('/') || name.contains('$') || self.loaded_match(&name).is_some() {
                 continue;
             }
             if let Some(path) = cache.lookup(&name, &self.cache_query) {
-                let path = String::from_utf8_lossy(path).into_owned();
-                if helper.prefetch.request(&path) {
-                    let _ = helper.tx.send(super::Work::Fetch(path));
-                }
+                self.ahead.read_ahead(&String::from_utf8_lossy(path));
             }
         }
     }
 
     /// `GL(dl_rtld_map)`: named by the PT_INTERP string, plus its SONAME (dl_main adds it
     /// when it differs). Its file id stays zero, so it is never matched by (dev, inode).
-    fn setup_rtld(&mut self, interp: &Path) {
-        let name = interp.to_string_lossy().into_owned();
-        let host = self.fs.host(&name).into_owned();
-        let (dynamic, dev, ino, image) = match ElfImage::open(&host) {
-            Ok(img) => {
-                let d = read_dynamic(&img).unwrap_or_else(|e| {
-                    self.warnings.push(format!("{e}"));
-                    None
-                });
-                (d, img.meta.dev(), img.meta.ino(), Some(Arc::new(img)))
-            }
-            Err(e) => {
-                self.warnings
-                    .push(format!("cannot read the program interpreter: {e}"));
-                (None, 0, 0, None)
-            }
-        };
-        let soname = dynamic.as_ref().and_then(|d| d.soname.clone());
+    /// `opened` is the interpreter as the kernel opened it, if it did.
+    pub(super) fn setup_rtld(&mut self, interp: &Path, opened: Option<&Arc<ElfImage>>) {
+        let dep = crate::ldso::loader_object(&mut self.fs, interp, opened, &mut self.warnings);
+        let name = dep.requested.clone();
         let mut libnames = vec![name.clone()];
-        if let Some(s) = &soname {
+        if let Some(s) = &dep.soname {
             if *s != name {
                 libnames.push(s.clone());
             }
         }
-        let (realpath, host_path) = match self.fs.realpath(&name) {
-            Ok(r) => {
-                let h = self.fs.host(&r).into_owned();
-                (PathBuf::from(r), h)
-            }
-            Err(_) => (PathBuf::from(&name), host),
-        };
         self.rtld = Some(Obj {
-            dep: DepObject {
-                requested: name.clone(),
-                path: PathBuf::from(&name),
-                realpath,
-                host_path,
-                dev,
-                ino,
-                soname,
-                found_via: FoundVia::Loader,
-                loader: None,
-                needed: Vec::new(),
-                dynamic,
-                image,
-            },
+            dep,
             l_name: name,
             libnames,
+            soname_added: false,
             file_id: None,
             l_loader: None,
             origin: None,
             is_main: false,
             rpath: PathList::None,
             runpath: PathList::None,
+            placed: None,
+            relro: None,
+            tls: None,
         });
     }
 
     /// Object `i` of the namespace (`usize::MAX` = the pending ld.so map).
     fn obj(&self, i: usize) -> &Obj {
         if i == usize::MAX {
-            self.rtld.as_ref().unwrap()
+            self.rtld.as_ref().expect("ld.so's link map")
         } else {
             &self.objs[i]
         }
@@ -482,11 +287,24 @@ impl<'e> Glibc<'e> {
         self.dirs.len() - 1
     }
 
-    /// Models elf/dl-load.c: `_dl_init_paths()`: the system directories, the main program's
-    /// RUNPATH (then its RPATH is ignored) or RPATH, and LD_LIBRARY_PATH (not in secure mode;
-    /// split on ':' and ';', DSTs expanded against the main program).
-    fn dl_init_paths(&mut self) {
-        for d in system_dirs(self.abi) {
+    /// Models elf/dl-load.c: `_dl_init_paths()` (via `call_init_paths()`): the hwcaps
+    /// tables (`_dl_important_hwcaps()`), the system directories, the main program's RUNPATH
+    /// (then its RPATH is ignored) or RPATH, and LD_LIBRARY_PATH (not in secure mode;
+    /// DSTs substituted in the whole string first, then split on ':' and ';').
+    pub(super) fn dl_init_paths(&mut self) -> Result<()> {
+        let s = self.sizes;
+        let hws = super::hwcaps::dl_important_hwcaps_sizes(&self.hw, s.word);
+        self.malloc(hws.priorities, "hwcaps priorities (compute_priorities)")?;
+        self.malloc(hws.table, "_dl_important_hwcaps table")?;
+        let sys = system_dirs(self.abi);
+        let n_sys = sys.len() as u64;
+        self.malloc((n_sys + 1) * s.word, "system search directory array")?;
+        let round_size = (2 * s.search_path_elem - 1 + hws.ncapstr * 4) / s.search_path_elem;
+        self.malloc(
+            n_sys * round_size * s.search_path_elem,
+            "system search directory elements",
+        )?;
+        for d in sys {
             let id = self.dir_id(d);
             self.system.push(id);
         }
@@ -498,12 +316,12 @@ impl<'e> Glibc<'e> {
             )
         };
         if let Some(rp) = runpath {
-            self.objs[0].runpath = self.decompose_rpath(&rp, 0);
+            self.objs[0].runpath = self.decompose_rpath(&rp, 0, "RUNPATH")?;
             self.objs[0].rpath = PathList::None;
         } else {
             self.objs[0].runpath = PathList::None;
             self.objs[0].rpath = match rpath {
-                Some(rp) => self.decompose_rpath(&rp, 0),
+                Some(rp) => self.decompose_rpath(&rp, 0, "RPATH")?,
                 None => PathList::None,
             };
         }
@@ -513,43 +331,77 @@ impl<'e> Glibc<'e> {
             self.env.ld_library_path.clone()
         };
         self.env_path = match llp {
-            Some(llp) if !llp.is_empty() => {
-                let v = self.fillin_rpath(&llp, &[':', ';'], 0);
-                if v.is_empty() {
-                    PathList::None
-                } else {
-                    PathList::Dirs(v)
-                }
-            }
+            Some(llp) if !llp.is_empty() => self.ld_library_path(&llp)?,
             _ => PathList::None,
         };
+        Ok(())
     }
 
-    /// Models elf/dl-load.c: `decompose_rpath()`: an empty string gives no list.
-    fn decompose_rpath(&mut self, rpath: &str, l: usize) -> PathList {
-        if rpath.is_empty() {
-            return PathList::None;
+    /// The LD_LIBRARY_PATH part of `_dl_init_paths()`: DSTs substituted on the stack
+    /// (`DL_DST_REQUIRED` may compute the program's origin), the array `(n + 1) * P` with
+    /// n = 1 + the number of ':' and ';', then `fillin_rpath` without `where`.
+    fn ld_library_path(&mut self, llp: &str) -> Result<PathList> {
+        let mut llp = llp.to_string();
+        if dst_count(&llp) > 0 {
+            self.ensure_program_origin()?;
+            llp = self.dl_dst_substitute(0, &llp).unwrap_or_default();
         }
-        let v = self.fillin_rpath(rpath, &[':'], l);
+        let n = 1 + llp.bytes().filter(|&b| b == b':' || b == b';').count() as u64;
+        let array = self.malloc((n + 1) * self.sizes.word, "LD_LIBRARY_PATH array")?;
+        let v = self.fillin_rpath(&llp, &[':', ';'], 0, Where::Env, "LD_LIBRARY_PATH")?;
         if v.is_empty() {
-            PathList::None
-        } else {
-            PathList::Dirs(v)
+            self.free(array);
+            return Ok(PathList::None);
         }
+        Ok(PathList::Dirs(v))
+    }
+
+    /// Models elf/dl-load.c: `decompose_rpath(sps, rpath, l, what)`: an empty string gives
+    /// no list; else `strdup` of the list, the result array `(colons + 2) * P`,
+    /// `fillin_rpath`, then `free` of the copy (not the last block) and of the array if it
+    /// stayed empty (it is the last block only if every element reused a directory).
+    fn decompose_rpath(&mut self, rpath: &str, l: usize, what: &str) -> Result<PathList> {
+        if rpath.is_empty() {
+            return Ok(PathList::None);
+        }
+        let word = self.sizes.word;
+        self.malloc(rpath.len() as u64 + 1, format_args!("{what} copy"))?;
+        let copy = self.last_block();
+        let colons = rpath.bytes().filter(|&b| b == b':').count() as u64;
+        self.malloc((colons + 2) * word, format_args!("{what} array"))?;
+        let array = self.last_block();
+        let where_name = self.obj(l).l_name.clone();
+        let v = self.fillin_rpath(rpath, &[':'], l, Where::Object(&where_name), what)?;
+        self.free(copy);
+        if v.is_empty() {
+            self.free(array);
+            return Ok(PathList::None);
+        }
+        Ok(PathList::Dirs(v))
     }
 
     /// Models elf/dl-load.c: `fillin_rpath()`: split with strsep semantics (an empty element
-    /// is the current directory), expand DSTs (an element whose DST cannot be substituted is
-    /// dropped), normalise to exactly one trailing '/', and share directories already known.
-    fn fillin_rpath(&mut self, rpath: &str, sep: &[char], l: usize) -> Vec<usize> {
+    /// is the current directory); per element: expand DSTs (allocates; an element whose
+    /// DST cannot be substituted, or that expands to nothing, is dropped and its expansion
+    /// freed), normalise to exactly one trailing '/', then either reuse the known directory
+    /// (and the expansion, the last block, is freed for real) or allocate a new
+    /// `r_search_path_elem` with its status words, `where` and name; then free the
+    /// expansion (reclaimed only if nothing was allocated after it).
+    fn fillin_rpath(
+        &mut self,
+        rpath: &str,
+        sep: &[char],
+        l: usize,
+        where_: Where,
+        what: &str,
+    ) -> Result<Vec<usize>> {
         let mut out: Vec<usize> = Vec::new();
         for cp in rpath.split(sep) {
             let mut dir = String::new();
             if !cp.is_empty() {
-                let Some(expanded) = self.expand_dynamic_string_token(l, cp) else {
-                    continue;
-                };
+                let expanded = self.expand_dynamic_string_token(l, cp, what)?;
                 if expanded.is_empty() {
+                    self.free_last();
                     continue;
                 }
                 let mut len = expanded.len();
@@ -561,21 +413,61 @@ impl<'e> Glibc<'e> {
                     dir.push('/');
                 }
             }
-            let id = self.dir_id(&dir);
+            let known = self.dir_ids.get(&dir).copied();
+            let id = match known {
+                Some(id) => {
+                    if !cp.is_empty() {
+                        // free (to_free): the expansion is the last block.
+                        self.free_last();
+                    }
+                    id
+                }
+                None => {
+                    let n = self.sizes.search_path_elem
+                        + self.capstr.len() as u64 * 4
+                        + where_.len()
+                        + dir.len() as u64
+                        + 1;
+                    let expansion = self.last_block();
+                    self.malloc(n, format_args!("r_search_path_elem {dir} ({what})"))?;
+                    // free (to_free) of the expansion: not the last block any more.
+                    if !cp.is_empty() {
+                        self.free(expansion);
+                    }
+                    self.dir_id(&dir)
+                }
+            };
             if !out.contains(&id) {
                 out.push(id);
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Models elf/dl-load.c: `expand_dynamic_string_token()` → `_dl_dst_substitute()`.
-    /// `None` (glibc: an empty string) if a known DST cannot be substituted.
-    fn expand_dynamic_string_token(&self, l: usize, input: &str) -> Option<String> {
+    /// Models elf/dl-load.c: `expand_dynamic_string_token(l, input)`: `strdup` without
+    /// tokens, else `malloc(DL_DST_REQUIRED + 1)` (the program's `l_origin` is computed
+    /// first if needed) and `_dl_dst_substitute()`. "" when a DST cannot be substituted.
+    fn expand_dynamic_string_token(&mut self, l: usize, input: &str, what: &str) -> Result<String> {
         if dst_count(input) == 0 {
-            return Some(input.to_string());
+            self.malloc(input.len() as u64 + 1, format_args!("strdup {what}"))?;
+            return Ok(input.to_string());
         }
-        self.dl_dst_substitute(l, input)
+        if l == 0 {
+            self.ensure_program_origin()?;
+        }
+        let total = self.dl_dst_required(l, input);
+        self.malloc(total + 1, format_args!("DST expansion {what}"))?;
+        Ok(self.dl_dst_substitute(l, input).unwrap_or_default())
+    }
+
+    /// `DL_DST_REQUIRED` for object `l` ([`dl_dst_required`]).
+    fn dl_dst_required(&self, l: usize, s: &str) -> u64 {
+        dl_dst_required(
+            s,
+            self.obj(l).origin.as_deref(),
+            self.hw.dl_platform,
+            dl_dst_lib(self.abi),
+        )
     }
 
     /// Models elf/dl-load.c: `_dl_dst_substitute()` for $ORIGIN, $PLATFORM, $LIB (also as
@@ -610,7 +502,7 @@ impl<'e> Glibc<'e> {
                 } else if let Some(len) = is_dst(rest, "PLATFORM") {
                     (len, Some(Some(self.hw.dl_platform)))
                 } else if let Some(len) = is_dst(rest, "LIB") {
-                    (len, Some(Some(self.dst_lib())))
+                    (len, Some(Some(dl_dst_lib(self.abi))))
                 } else {
                     (0, None)
                 };
@@ -634,24 +526,17 @@ impl<'e> Glibc<'e> {
         Some(out)
     }
 
-    fn dst_lib(&self) -> &'static str {
-        match self.abi {
-            Abi::X86_64 => DL_DST_LIB_X86_64,
-            Abi::I386 => DL_DST_LIB_I386,
-        }
-    }
-
     /// Models elf/dl-load.c: `cache_rpath()` (`rpath` = DT_RPATH, else DT_RUNPATH): decompose
     /// the object's list the first time a search needs it.
-    fn cache_rpath(&mut self, l: usize, rpath: bool) -> Option<Vec<usize>> {
+    fn cache_rpath(&mut self, l: usize, rpath: bool) -> Result<Option<Vec<usize>>> {
         let cur = if rpath {
             &self.objs[l].rpath
         } else {
             &self.objs[l].runpath
         };
         match cur {
-            PathList::None => return None,
-            PathList::Dirs(v) => return Some(v.clone()),
+            PathList::None => return Ok(None),
+            PathList::Dirs(v) => return Ok(Some(v.clone())),
             PathList::Unset => {}
         }
         let s = self.objs[l].dynamic().and_then(|d| {
@@ -663,7 +548,7 @@ impl<'e> Glibc<'e> {
         });
         let list = match s {
             None => PathList::None,
-            Some(s) => self.decompose_rpath(&s, l),
+            Some(s) => self.decompose_rpath(&s, l, if rpath { "RPATH" } else { "RUNPATH" })?,
         };
         let out = match &list {
             PathList::Dirs(v) => Some(v.clone()),
@@ -674,14 +559,14 @@ impl<'e> Glibc<'e> {
         } else {
             self.objs[l].runpath = list;
         }
-        out
+        Ok(out)
     }
 
     /// Models elf/dl-load.c: `open_verify()` (the header checks), given a path inside the root.
     fn open_verify(&mut self, path: &str) -> Verdict {
-        let host = self.fs.host(path);
+        let host = self.fs.host(path).into_owned();
         // The helper's reading, if it has one: the same file, opened at the same path.
-        let (opened, fetched) = match self.helper.as_ref().and_then(|h| h.prefetch.take(path)) {
+        let (opened, fetched) = match self.ahead.take(path) {
             Some(f) => (Ok(f.img), Some((f.dynamic, f.realpath))),
             None => (ElfImage::open(&host), None),
         };
@@ -853,7 +738,8 @@ impl<'e> Glibc<'e> {
     }
 
     /// The cache step of `_dl_map_object`: `_dl_load_cache_lookup()` (mapping the cache on
-    /// first use), the DF_1_NODEFLIB filter, then `open_verify` of the answer.
+    /// first use, [`Rtld::map_cache`]), the DF_1_NODEFLIB filter, then `open_verify` of
+    /// the answer.
     fn search_cache(&mut self, name: &str, loader: usize, preload: bool) -> Result<Found> {
         if self.first_cache_use.is_none() {
             self.first_cache_use = Some(self.objs.len());
@@ -862,6 +748,7 @@ impl<'e> Glibc<'e> {
         if let Some((used, warning)) = self.cache_opened.take() {
             self.cache_use = used;
             self.warnings.extend(warning);
+            self.map_cache()?;
         }
         let CacheState::Open(cache) = &self.cache else {
             return Ok(Found::No);
@@ -893,13 +780,43 @@ impl<'e> Glibc<'e> {
         })
     }
 
+    /// `_dl_load_cache_lookup()`'s first call: `_dl_sysdep_read_whole_file()` maps the whole
+    /// `/etc/ld.so.cache` read-only (an invalid file is unmapped again at once).
+    fn map_cache(&mut self) -> Result<()> {
+        let Some(c) = &self.cache_use else {
+            return Ok(());
+        };
+        let (host, size, valid) = (c.host_path.clone(), c.size, c.valid);
+        if self.map.is_none() || size == 0 {
+            return Ok(());
+        }
+        let file = self.open_file(&host)?;
+        let m = self.map.as_mut().expect("mapping state");
+        let addr = m
+            .task
+            .mmap(
+                0,
+                size,
+                crate::mm::Prot::R,
+                crate::mm::Placement::Hint,
+                Some((file, 0)),
+            )
+            .map_err(|e| mm_err_at(&host, e))?;
+        if valid {
+            m.cache = Some((addr, size));
+        } else {
+            m.task.munmap(addr, size);
+        }
+        Ok(())
+    }
+
     /// Models elf/dl-load.c: `_dl_map_object()` with `loader` (an index into the load list;
     /// the program for its own needs and for preloads). Returns the object, or `NotFound`
     /// (with `self.tried` listing what was tried); `Err` for the loader's fatal errors.
     fn dl_map_object(&mut self, loader: usize, name: &str, preload: bool) -> Result<Mapped> {
-        // Look for this name among those already loaded: main, ld.so, then load order.
-        if let Some(idx) = self.find_loaded(name) {
-            return Ok(Mapped::Obj { idx });
+        // Look for this name among those already loaded, in namespace order.
+        if let Some(m) = self.find_loaded(name)? {
+            return Ok(m);
         }
         self.tried.clear();
         self.found_other_class = false;
@@ -910,7 +827,7 @@ impl<'e> Glibc<'e> {
                 let mut did_main = false;
                 let mut l = Some(loader);
                 while let Some(li) = l {
-                    if let Some(dirs) = self.cache_rpath(li, true) {
+                    if let Some(dirs) = self.cache_rpath(li, true)? {
                         if let Found::Yes { realname, img } =
                             self.open_path(name, &dirs, preload)?
                         {
@@ -923,7 +840,7 @@ impl<'e> Glibc<'e> {
                 }
                 // The executable's DT_RPATH if not tried yet.
                 if result.is_none() && !did_main {
-                    if let Some(dirs) = self.cache_rpath(0, true) {
+                    if let Some(dirs) = self.cache_rpath(0, true)? {
                         if let Found::Yes { realname, img } =
                             self.open_path(name, &dirs, preload)?
                         {
@@ -940,7 +857,7 @@ impl<'e> Glibc<'e> {
                 }
             }
             if result.is_none() {
-                if let Some(dirs) = self.cache_rpath(loader, false) {
+                if let Some(dirs) = self.cache_rpath(loader, false)? {
                     if let Found::Yes { realname, img } = self.open_path(name, &dirs, preload)? {
                         result = Some((realname, img, FoundVia::Runpath { of: loader }));
                     }
@@ -960,9 +877,7 @@ impl<'e> Glibc<'e> {
             }
         } else {
             // The path may contain dynamic string tokens.
-            let realname = self
-                .expand_dynamic_string_token(loader, name)
-                .unwrap_or_default();
+            let realname = self.dl_dst_substitute(loader, name).unwrap_or_default();
             if let Some(img) = self.try_candidate(&realname, preload)? {
                 result = Some((realname, img, FoundVia::SlashName));
             }
@@ -982,42 +897,69 @@ impl<'e> Glibc<'e> {
         self.dl_map_object_from_fd(loader, name, realname, img, via)
     }
 
-    /// The "already loaded?" loop of `_dl_map_object`: name list and `l_name` first, then
-    /// DT_SONAME (a SONAME hit adds the name). ld.so's map comes right after the program.
-    fn find_loaded(&mut self, name: &str) -> Option<usize> {
-        let (i, by_soname) = self.loaded_match(name)?;
+    /// Models `_dl_name_match_p()` plus the SONAME branch of `_dl_map_object()`'s
+    /// already-loaded check, over the namespace list: the first link map whose `l_name` or
+    /// a `l_libname` entry is `name`, or (once per object) whose DT_SONAME is, in which case
+    /// the name is added (`add_name_to_object`, a small malloc). ld.so's link map enters
+    /// the load list where a name first finds it.
+    fn find_loaded(&mut self, name: &str) -> Result<Option<Mapped>> {
+        let Some((i, by_soname)) = self.loaded_match(name) else {
+            return Ok(None);
+        };
+        if i == VDSO {
+            return Ok(Some(Mapped::Vdso));
+        }
         let idx = if i == usize::MAX {
             self.append_rtld()
         } else {
             i
         };
         if by_soname {
-            self.objs[idx].libnames.push(name.to_string());
+            self.add_name_to_object(idx, name)?;
+            self.objs[idx].soname_added = true;
         }
-        Some(idx)
+        Ok(Some(Mapped::Obj { idx }))
     }
 
-    /// `find_loaded`'s search alone: the object whose names or SONAME match `name` (index,
-    /// `usize::MAX` for ld.so not yet in the list) and whether it was the SONAME.
+    /// `find_loaded`'s search alone: the link map whose names or SONAME match `name` (an
+    /// index in the load list, `usize::MAX` for ld.so not yet in it, [`VDSO`]) and whether
+    /// it was the SONAME.
     fn loaded_match(&self, name: &str) -> Option<(usize, bool)> {
-        let rtld_slot = match (self.rtld_idx, &self.rtld) {
-            (Some(i), _) => Some(i),
-            (None, Some(_)) => Some(usize::MAX),
-            (None, None) => None,
-        };
-        let order = std::iter::once(0)
-            .chain(rtld_slot)
-            .chain((1..self.objs.len()).filter(|&i| Some(i) != self.rtld_idx));
-        for i in order {
+        let vdso_name = super::vdso_facts(self.abi).0;
+        for n in &self.chain {
+            let i = match *n {
+                Node::Vdso => {
+                    if name == vdso_name {
+                        return Some((VDSO, false));
+                    }
+                    continue;
+                }
+                Node::Rtld => self.rtld_idx.unwrap_or(usize::MAX),
+                Node::Obj(i) => i,
+            };
             let o = self.obj(i);
             if o.name_match(name) {
                 return Some((i, false));
             }
-            if o.dep.soname.as_deref() == Some(name) {
+            if !o.soname_added && o.dep.soname.as_deref() == Some(name) {
                 return Some((i, true));
             }
         }
         None
+    }
+
+    /// Models `add_name_to_object()`: nothing if the name is known, else
+    /// `malloc(sizeof (struct libname_list) + strlen (name) + 1)`.
+    fn add_name_to_object(&mut self, i: usize, name: &str) -> Result<()> {
+        if self.objs[i].libnames.iter().any(|l| l == name) {
+            return Ok(());
+        }
+        self.malloc(
+            self.sizes.libname_list + name.len() as u64 + 1,
+            format_args!("libname {name}"),
+        )?;
+        self.objs[i].libnames.push(name.to_string());
+        Ok(())
     }
 
     /// ld.so enters the load list where a DT_NEEDED first names it (it is already mapped).
@@ -1025,10 +967,15 @@ impl<'e> Glibc<'e> {
         if let Some(i) = self.rtld_idx {
             return i;
         }
-        let o = self.rtld.take().unwrap();
+        let o = self.rtld.take().expect("ld.so's link map");
         self.objs.push(o);
         let i = self.objs.len() - 1;
         self.rtld_idx = Some(i);
+        for n in &mut self.chain {
+            if *n == Node::Rtld {
+                *n = Node::Obj(i);
+            }
+        }
         self.report(i);
         i
     }
@@ -1045,14 +992,18 @@ impl<'e> Glibc<'e> {
         img: Box<ElfImage>,
         via: FoundVia,
     ) -> Result<Mapped> {
-        // What the helper read of this file, if it was the one `try_candidate` took.
+        // What was read ahead of this file, if it was the one `try_candidate` took.
         let fetched = self.fetched.take().filter(|(p, ..)| *p == realname);
+        // open_path()'s `*realname = malloc (buflen)` (or the cache's, or strdup).
+        let realname_block = self.malloc(
+            realname.len() as u64 + 1,
+            format_args!("realname {realname}"),
+        )?;
         let id = (img.meta.dev(), img.meta.ino());
         if let Some(i) = self.objs.iter().position(|o| o.file_id == Some(id)) {
-            let o = &mut self.objs[i];
-            if !o.libnames.iter().any(|n| n == name) {
-                o.libnames.push(name.to_string());
-            }
+            // The same file as a loaded object: close, free (realname), add the name.
+            self.free(realname_block);
+            self.add_name_to_object(i, name)?;
             return Ok(Mapped::Obj { idx: i });
         }
         let fail = |reason: &str| Err(Error::load_failed(name, reason));
@@ -1089,7 +1040,7 @@ impl<'e> Glibc<'e> {
                 format!("{cwd}/{realname}")
             }
         };
-        let origin = Some(origin_of(&abs));
+        let origin = (self.map.is_none()).then(|| origin_of(&abs));
         let realpath = match fetched_realpath {
             Some(r) => Ok(r),
             None => self.fs.realpath(&realname),
@@ -1106,6 +1057,7 @@ impl<'e> Glibc<'e> {
             }
         };
         let idx = self.objs.len();
+        let has_filters = !dynamic.auxiliary.is_empty() || !dynamic.filter.is_empty();
         self.objs.push(Obj {
             dep: DepObject {
                 requested: name.to_string(),
@@ -1121,51 +1073,87 @@ impl<'e> Glibc<'e> {
                 dynamic: Some(dynamic),
                 image: Some(Arc::from(img)),
             },
-            l_name: realname,
+            l_name: realname.clone(),
             libnames: vec![name.to_string()],
+            soname_added: false,
             file_id: Some(id),
             l_loader: Some(loader),
             origin,
             is_main: false,
             rpath: PathList::Unset,
             runpath: PathList::Unset,
+            placed: None,
+            relro: None,
+            tls: None,
         });
         self.report(idx);
         self.request_prefetch(idx);
+        if self.map.is_some() {
+            self.map_object(idx, name, &realname)?;
+            if let (true, Some(m)) = (has_filters, &mut self.map) {
+                m.warnings.push(format!(
+                    "ld.so model: {realname} has DT_AUXILIARY/DT_FILTER entries (not modelled)"
+                ));
+            }
+        }
+        self.chain.push(Node::Obj(idx));
         Ok(Mapped::Obj { idx })
     }
 
     /// LD_PRELOAD (`handle_preload_list`: split on ' ' and ':') then /etc/ld.so.preload
-    /// (if `access(R_OK)` succeeds: '#' comments blanked, split on whitespace and ':'). Each
-    /// name is loaded with the program as loader; failures are reported and ignored
+    /// (if `access(R_OK)` succeeds: mapped read-write private while its names are loaded,
+    /// then unmapped; '#' comments blanked, split on whitespace and ':'). Each name is
+    /// loaded with the program as loader; failures are reported and ignored
     /// (`do_preload`).
-    fn preloads(&mut self) {
+    pub(super) fn preloads(&mut self) -> Result<()> {
         if let Some(list) = self.env.ld_preload.clone() {
             for fname in list.split([' ', ':']) {
                 if fname.len() >= SECURE_PATH_LIMIT || !self.dso_name_valid_for_suid(fname) {
                     continue;
                 }
-                self.do_preload(fname, "LD_PRELOAD");
+                self.do_preload(fname, "LD_PRELOAD")?;
             }
         }
         let host = self.fs.host(LD_SO_PRELOAD).into_owned();
-        let readable = nix::unistd::access(&host, nix::unistd::AccessFlags::R_OK).is_ok();
-        if !readable {
-            return;
+        if !crate::host::fs::readable(&host) {
+            return Ok(());
         }
         let Ok(content) = std::fs::read(&host) else {
-            return;
+            return Ok(());
         };
         if content.is_empty() {
-            return;
+            return Ok(());
         }
         self.preload_file = Some(PreloadFileUse {
             path: PathBuf::from(LD_SO_PRELOAD),
             size: content.len() as u64,
         });
+        let mapped = match self.map.is_some() {
+            true => {
+                let file = self.open_file(&host)?;
+                let m = self.map.as_mut().expect("mapping state");
+                let size = content.len() as u64;
+                let addr = m
+                    .task
+                    .mmap(
+                        0,
+                        size,
+                        crate::mm::Prot::RW,
+                        crate::mm::Placement::Hint,
+                        Some((file, 0)),
+                    )
+                    .map_err(|e| mm_err_at(&host, e))?;
+                Some((addr, size))
+            }
+            false => None,
+        };
         for name in parse_ld_so_preload(&content) {
-            self.do_preload(&name, LD_SO_PRELOAD);
+            self.do_preload(&name, LD_SO_PRELOAD)?;
         }
+        if let (Some((addr, size)), Some(m)) = (mapped, self.map.as_mut()) {
+            m.task.munmap(addr, size);
+        }
+        Ok(())
     }
 
     /// rtld.c: `dso_name_valid_for_suid()`.
@@ -1177,7 +1165,7 @@ impl<'e> Glibc<'e> {
     }
 
     /// rtld.c: `do_preload()`.
-    fn do_preload(&mut self, fname: &str, where_: &str) {
+    fn do_preload(&mut self, fname: &str, where_: &str) -> Result<()> {
         let before = self.objs.len();
         match self.dl_map_object(0, fname, true) {
             Ok(Mapped::Obj { idx }) => {
@@ -1185,32 +1173,59 @@ impl<'e> Glibc<'e> {
                     self.objs[idx].dep.found_via = FoundVia::Preload;
                 }
             }
+            Ok(Mapped::Vdso) => {}
             Ok(Mapped::NotFound) => self.warnings.push(format!(
                 "ERROR: ld.so: object '{fname}' from {where_} cannot be preloaded (cannot open shared object file): ignored."
             )),
+            // Running out of memory in the model is not a failed preload.
+            Err(e @ Error::LoadFailed { .. }) if e.to_string().contains("out of memory") => {
+                return Err(e)
+            }
             Err(e) => self.warnings.push(format!(
                 "ERROR: ld.so: object '{fname}' from {where_} cannot be preloaded ({e}): ignored."
             )),
         }
+        Ok(())
     }
 
     /// Models elf/dl-deps.c: `_dl_map_object_deps()`: walk the list front to back; for each
-    /// object open every DT_NEEDED in order (DSTs expanded first; an entry whose DST cannot
-    /// be substituted is skipped); new objects are appended; objects already in the list are
-    /// not appended again. Not found: recorded as missing (as in ld.so's trace mode).
-    fn dl_map_object_deps(&mut self) -> Result<()> {
+    /// object open every DT_NEEDED in order (DSTs expanded on the stack first; an entry
+    /// whose DST cannot be substituted is skipped); new objects are appended, objects
+    /// already in the list are not appended again; then the object's `l_initfini` array.
+    /// The scratch buffer is allocated for objects with more than 1024 bytes of dynamic
+    /// entries; finally the search list. Not found: recorded as missing (as in ld.so's
+    /// trace mode; when mapping, the caller fails on it).
+    pub(super) fn dl_map_object_deps(&mut self) -> Result<()> {
+        let word = self.sizes.word;
         let mut i = 0;
         while i < self.objs.len() {
-            let needed: Vec<String> = self.objs[i]
-                .dynamic()
+            let dynamic = self.objs[i].dep.dynamic.clone();
+            let needed: Vec<String> = dynamic
+                .as_ref()
                 .map(|d| d.needed.clone())
                 .unwrap_or_default();
-            if let Some(d) = self.objs[i].dynamic() {
+            if let Some(d) = &dynamic {
                 if !d.auxiliary.is_empty() || !d.filter.is_empty() {
                     self.warnings.push(format!(
                         "{}: DT_AUXILIARY/DT_FILTER objects are not modelled",
                         self.objs[i].dep.path.display()
                     ));
+                }
+            }
+            let n_entries = dynamic.as_ref().map_or(0, |d| d.n_entries);
+            let want_initfini = i != 0 && Some(i) != self.rtld_idx && n_entries > 0;
+            if want_initfini && self.map.is_some() {
+                let need = n_entries as u64 * word;
+                let scratch = self.map.as_ref().and_then(|m| m.scratch);
+                let cur = scratch.map_or(1024, |(_, len)| len);
+                if need > cur {
+                    if let Some((addr, _)) = scratch {
+                        self.free(addr);
+                    }
+                    let addr = self.malloc(need, "dependency scratch buffer")?;
+                    if let Some(m) = &mut self.map {
+                        m.scratch = Some((addr, need));
+                    }
                 }
             }
             for raw in needed {
@@ -1222,6 +1237,9 @@ impl<'e> Glibc<'e> {
                             &raw,
                             "DST not allowed in SUID/SGID programs",
                         ));
+                    }
+                    if i == 0 {
+                        self.ensure_program_origin()?;
                     }
                     match self.dl_dst_substitute(i, &raw) {
                         Some(s) if !s.is_empty() => s,
@@ -1236,6 +1254,7 @@ impl<'e> Glibc<'e> {
                 };
                 match self.dl_map_object(i, &name, false)? {
                     Mapped::Obj { idx } => self.objs[i].dep.needed.push(idx),
+                    Mapped::Vdso => {}
                     Mapped::NotFound => self.missing.push(Missing {
                         name,
                         needed_by: i,
@@ -1243,25 +1262,31 @@ impl<'e> Glibc<'e> {
                     }),
                 }
             }
+            if want_initfini {
+                let nneeded = dynamic.as_ref().map_or(0, |d| d.needed.len()) as u64 + 1;
+                let what = if self.opts.ledger {
+                    format!("l_initfini of {}", self.objs[i].l_name)
+                } else {
+                    String::new()
+                };
+                self.malloc((2 * nneeded + 1) * word, what)?;
+            }
             i += 1;
         }
+        if let Some((addr, _)) = self.map.as_ref().and_then(|m| m.scratch) {
+            self.free(addr);
+        }
+        let n = self.objs.len() as u64;
+        self.malloc((2 * n + 1) * word, "search list of the program")?;
         Ok(())
     }
+}
 
-    fn finish(mut self) -> DepGraph {
-        self.send_reports();
-        self.helper = None;
-        self.start = None;
-        DepGraph {
-            objects: self.objs.into_iter().map(|o| o.dep).collect(),
-            missing: self.missing,
-            first_cache_use: self.first_cache_use,
-            cache: self.cache_use,
-            preload_file: self.preload_file,
-            interp_index: self.rtld_idx,
-            warnings: self.warnings,
-        }
-    }
+/// Where `find_loaded` puts the vDSO.
+const VDSO: usize = usize::MAX - 1;
+
+fn mm_err_at(path: &Path, e: crate::mm::MmError) -> Error {
+    Error::load_failed(path, format!("out of memory in ld.so: {e}"))
 }
 
 /// errnos that can only come from open(2) itself (ElfImage::open's later steps, fstat and
@@ -1370,6 +1395,25 @@ fn is_dst(input: &str, name: &str) -> Option<usize> {
     Some(if curly { name.len() + 2 } else { name.len() })
 }
 
+/// Models `DL_DST_REQUIRED(l, name, len, cnt)`: `len + cnt * (M - 4)` with
+/// `M = max(strlen(l_origin), strlen(platform), strlen(DL_DST_LIB))` if `M > 4`.
+fn dl_dst_required(s: &str, origin: Option<&str>, platform: &str, lib: &str) -> u64 {
+    let cnt = dst_count(s) as u64;
+    let len = s.len() as u64;
+    if cnt == 0 {
+        return len;
+    }
+    let m = origin
+        .map_or(0, str::len)
+        .max(platform.len())
+        .max(lib.len()) as u64;
+    if m > 4 {
+        len + cnt * (m - 4)
+    } else {
+        len
+    }
+}
+
 /// elf/dl-load.c: `_dl_dst_count()`.
 fn dst_count(input: &str) -> usize {
     let mut n = 0;
@@ -1463,6 +1507,18 @@ mod tests {
         assert_eq!(is_dst("LIB_x", "LIB"), None);
         assert_eq!(dst_count("$ORIGIN/../$LIB:$FOO:${PLATFORM}"), 3);
         assert_eq!(dst_count("no tokens"), 0);
+        assert_eq!(dst_count("${ORIGIN}/$LIB"), 2);
+        assert_eq!(dst_count("$ORIGINX/a"), 0);
+        let (origin, platform, lib) = (
+            "/work/main/testdata/build",
+            "x86_64",
+            "lib/x86_64-linux-gnu",
+        );
+        assert_eq!(
+            dl_dst_required("$ORIGIN/r1", Some(origin), platform, lib),
+            10 + 25 - 4
+        );
+        assert_eq!(dl_dst_required("no/tokens", Some(origin), platform, lib), 9);
     }
 
     #[test]

@@ -1,31 +1,23 @@
-//! Opening libraries ahead of the resolver, on a helper thread.
+//! Opening libraries ahead of the glibc model, on the helper thread.
 //!
-//! The glibc resolver is a sequence of small system calls per library (open, fstat, three
-//! reads, one or two readlinks), about two thirds of its time. It knows early which paths it
-//! will probably open: when an object enters the load list, the cache answers for its
-//! DT_NEEDED names. It asks for those paths (`Prefetch::request`); a helper thread opens
-//! them and reads what the resolver would read (`Prefetch::fetch`), the latest asked for
-//! first, as the resolver takes them in the order asked; when the resolver gets to a path
-//! it takes the helper's result (`Prefetch::take`) or, if the helper is not done with it,
-//! does the work itself. Nothing the resolver decides depends on this: a
-//! path it never opens is simply not used, and anything the helper could not read is read
-//! again by the resolver, which then reports the error as usual.
+//! The glibc model's search is a sequence of small system calls per library (open, fstat,
+//! three reads, one or two readlinks), about two thirds of its time. It knows early which
+//! paths it will probably open: when an object enters the load list, the cache answers for
+//! its DT_NEEDED names. It asks for those paths (`Prefetch::request`); the helper thread
+//! opens them and reads what the model would read (`Prefetch::fetch`), the latest asked for
+//! first, as the model takes them in the order asked; when the model gets to a path it
+//! takes the helper's result (`Prefetch::take`) or, if the helper is not done with it,
+//! does the work itself. Nothing the model decides depends on this: a path it never opens
+//! is simply not used, and anything the helper could not read is read again by the model,
+//! which then reports the error as usual.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Fs;
-use crate::elf::dynamic::{read_dynamic, DynamicInfo};
+use crate::elf::dynamic::read_dynamic;
 use crate::elf::ElfImage;
-
-/// What the resolver reads of a library it opens: the image (ELF and program headers), the
-/// dynamic section, and the canonical in-root path.
-pub struct Fetched {
-    pub img: ElfImage,
-    pub dynamic: std::sync::Arc<DynamicInfo>,
-    /// `None` if canonicalizing failed (the resolver then tries again and reports why).
-    pub realpath: Option<String>,
-}
+use crate::host::fs::Fs;
+use crate::ldso::Fetched;
 
 enum Slot {
     /// Asked for, not started.
@@ -96,8 +88,8 @@ impl Prefetch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deps::{Flavor, LoaderEnv};
     use crate::elf::Abi;
+    use crate::ldso::{Flavor, LoaderEnv};
 
     fn env() -> LoaderEnv {
         LoaderEnv::from_env(

@@ -1,0 +1,295 @@
+//! DOC: the pipeline. A plan is made in one direction: the host's facts
+//! ([`crate::host::Facts`]) and the ELF files go to the kernel's exec model
+//! ([`crate::kernel`]: the exec stop), then, for a dynamic program, to its loader's model
+//! ([`crate::ldso`]: the loaded stop, and the entry stop after it); the address space at
+//! the stage asked for comes out, with what the models know about it.
+//!
+//! The speed machinery lives here and nowhere else ([`helper`]): a second thread that
+//! works ahead of glibc's model through the one seam the models offer
+//! ([`crate::ldso::Ahead`]).
+
+mod helper;
+mod prefetch;
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::host::Facts;
+use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
+use crate::kernel::personality;
+use crate::kernel::random::ExecRandom;
+use crate::ldso::glibc::{self, Invocation, RtldOptions};
+use crate::ldso::{musl, DepGraph, Flavor, LoaderEnv};
+use crate::mm::AddressSpace;
+pub use crate::stage::{Layout, Stage};
+
+/// The program to run, resolved as a shell would.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The file.
+    pub program: PathBuf,
+    /// What goes to execve as its path (`bprm->filename`).
+    pub filename: OsString,
+    /// argv, `argv[0]` = the name as given.
+    pub argv: Vec<OsString>,
+}
+
+impl Target {
+    /// Resolve `name` like execvp(3): a name with '/' is used as is, otherwise the first
+    /// executable file of that name in `$PATH`.
+    pub fn resolve(name: &OsStr, args: &[OsString]) -> Result<Target> {
+        let mut argv = vec![name.to_os_string()];
+        argv.extend(args.iter().cloned());
+        if name.as_bytes().contains(&b'/') {
+            let p = PathBuf::from(name);
+            return Ok(Target {
+                program: p,
+                filename: name.to_os_string(),
+                argv,
+            });
+        }
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        for dir in std::env::split_paths(&path) {
+            let cand = dir.join(name);
+            if is_executable_file(&cand) {
+                return Ok(Target {
+                    filename: cand.clone().into_os_string(),
+                    program: cand,
+                    argv,
+                });
+            }
+        }
+        Err(Error::Usage {
+            path: name.into(),
+            reason: "command not found in PATH".into(),
+        })
+    }
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// How to plan (and, with the same values, how to run).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub stage: Stage,
+    /// `setarch -R`: personality ADDR_NO_RANDOMIZE.
+    pub no_aslr: bool,
+    /// `None`: this machine's default (vm.legacy_va_layout).
+    pub layout: Option<Layout>,
+    /// `setarch --3gb`: personality ADDR_LIMIT_3GB (32-bit programs).
+    pub addr_limit_3gb: bool,
+    /// RLIMIT_STACK for the program; `None`: our own.
+    pub rlimit_stack: Option<u64>,
+    /// Seed for a randomized plan when ASLR is on.
+    pub seed: Option<u64>,
+    pub root: Option<PathBuf>,
+    /// The environment given to the program; `None`: our own.
+    pub env: Option<Vec<OsString>>,
+    /// Keep what each of glibc's loader allocations is for (the ledger's labels): for
+    /// explaining a layout and for comparing with the real ld.so under gdb; it costs the
+    /// formatting of a few hundred labels.
+    pub ledger: bool,
+}
+
+impl Config {
+    /// This machine's defaults (layout, stack limit, environment) with ASLR off, at `stage`.
+    pub fn no_aslr(stage: Stage) -> Config {
+        Config {
+            stage,
+            no_aslr: true,
+            layout: None,
+            addr_limit_3gb: false,
+            rlimit_stack: None,
+            seed: None,
+            root: None,
+            env: None,
+            ledger: false,
+        }
+    }
+
+    /// The personality the program is exec'd with: ours, plus the requested flags.
+    pub fn personality(&self, machine: &Facts) -> Result<u32> {
+        let mut p = machine.personality;
+        if self.no_aslr {
+            p |= personality::ADDR_NO_RANDOMIZE;
+        }
+        match self.layout {
+            Some(Layout::Legacy) => p |= personality::ADDR_COMPAT_LAYOUT,
+            Some(Layout::Flexible) => {
+                if machine.legacy_va_layout {
+                    return Err(Error::Usage {
+                        path: "vm.legacy_va_layout".into(),
+                        reason: "is 1 on this machine: every program gets the legacy layout, \
+                                 --layout flexible cannot be honoured"
+                            .into(),
+                    });
+                }
+                p &= !personality::ADDR_COMPAT_LAYOUT;
+            }
+            None => {}
+        }
+        if self.addr_limit_3gb {
+            p |= personality::ADDR_LIMIT_3GB;
+        }
+        Ok(p)
+    }
+
+    pub fn rlimit_stack(&self, machine: &Facts) -> u64 {
+        self.rlimit_stack.unwrap_or(machine.rlimit_stack)
+    }
+
+    pub fn envp(&self, machine: &Facts) -> Vec<OsString> {
+        self.env.clone().unwrap_or_else(|| machine.env.clone())
+    }
+}
+
+/// What the dynamic loader's model made of the program, besides the address space.
+#[derive(Debug)]
+pub enum LoaderRun {
+    Glibc(glibc::Loaded),
+    Musl(musl::MuslLoaded),
+}
+
+/// A prediction.
+#[derive(Debug)]
+pub struct Plan {
+    pub stage: Stage,
+    /// The kernel's work (the exec stop).
+    pub exec: ExecImage,
+    /// The address space at `stage`.
+    pub mm: AddressSpace,
+    /// The libraries the loader chose (loaded and entry stages of a dynamic program).
+    pub deps: Option<DepGraph>,
+    /// The loader's link maps, TLS and allocations (loaded and entry stages).
+    pub loader: Option<LoaderRun>,
+}
+
+/// Plan `target` under `config` on `machine`.
+pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
+    let exec = exec(target, config, machine)?;
+    let (mm, deps, loader) = match config.stage {
+        Stage::Exec => (exec.mm.clone(), None, None),
+        Stage::Loaded | Stage::Entry => match load(&exec, target, config, machine)? {
+            None => (exec.mm.clone(), None, None),
+            Some((mut mm, graph, run)) => {
+                if config.stage == Stage::Entry {
+                    // ld.so unmaps the cache; library constructors may then add mappings
+                    // (a [heap] most often) that are not predicted.
+                    if let LoaderRun::Glibc(l) = &run {
+                        l.unload_cache(&mut mm);
+                    }
+                }
+                (mm, Some(graph), Some(run))
+            }
+        },
+    };
+    Ok(Plan {
+        stage: config.stage,
+        exec,
+        mm,
+        deps,
+        loader,
+    })
+}
+
+/// The kernel's exec of `target` under `config` on `machine`: the exec stop.
+fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> {
+    let req = ExecRequest {
+        program: target.program.clone(),
+        filename: target.filename.clone(),
+        argv: target.argv.clone(),
+        envp: config.envp(machine),
+        personality: config.personality(machine)?,
+        rlimit_stack: config.rlimit_stack(machine),
+        root: config.root.clone(),
+    };
+    // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
+    // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
+    let mut random = if machine.randomize_va_space != 0 {
+        ExecRandom::lazily_seeded(config.seed)
+    } else {
+        ExecRandom::Zero
+    };
+    load_elf_binary(&req, machine, &mut random)
+}
+
+/// Which loader model runs after the exec: the PT_INTERP's (glibc or musl), or glibc's
+/// ld.so run as a command on a program. `None` for a program without a loader.
+fn loader_of(exec: &ExecImage, target: &Target) -> Option<(Flavor, Invocation)> {
+    match &exec.interp {
+        Some(interp) => Some((Flavor::from_interp(&interp.requested), Invocation::Kernel)),
+        None => glibc::rtld_is_main_program(exec, &target.argv)
+            .map(|program_name| (Flavor::Glibc, Invocation::RtldIsMain { program_name })),
+    }
+}
+
+/// The loader's run after `exec`: the address space at the loaded stop, the load list and
+/// the rest of what the model knows. `None` for a program without a loader.
+fn load(
+    exec: &ExecImage,
+    target: &Target,
+    config: &Config,
+    machine: &Facts,
+) -> Result<Option<(AddressSpace, DepGraph, LoaderRun)>> {
+    let Some((flavor, invocation)) = loader_of(exec, target) else {
+        return Ok(None);
+    };
+    let envp = config.envp(machine);
+    let mut env = LoaderEnv::from_env(exec.abi, flavor, &envp, config.root.clone(), machine);
+    env.secure = exec.at_secure;
+    Ok(Some(match flavor {
+        Flavor::Glibc => {
+            let opts = RtldOptions {
+                ledger: config.ledger,
+                ..RtldOptions::from_env(&envp)
+            };
+            // A second thread reads every object's symbol tables for the unique-symbol
+            // model as the model reports the objects, and opens libraries ahead of it.
+            let mut ahead = helper::Helper::new(&env, Some(opts.lazy));
+            let (mm, loaded, graph) = glibc::dl_main(exec, &env, opts, invocation, &mut ahead)?;
+            (mm, graph, LoaderRun::Glibc(loaded))
+        }
+        Flavor::Musl => {
+            // musl: nothing changes between `_dl_debug_state()` and AT_ENTRY (constructors
+            // run later, from __libc_start_main).
+            let (mm, loaded, graph) = musl::dls3(exec, &env)?;
+            (mm, graph, LoaderRun::Musl(loaded))
+        }
+    }))
+}
+
+/// The dependency graph of `target` as its dynamic loader would resolve it in the
+/// environment of `config` (for `elfmap deps`). `Ok(None)` for a program without PT_INTERP.
+pub fn dependencies(target: &Target, config: &Config, machine: &Facts) -> Result<Option<DepGraph>> {
+    let img = Arc::new(crate::elf::ElfImage::open(&target.program)?);
+    let abi = crate::elf::check::check_program(&img)?;
+    let Some(interp) = crate::elf::check::interp_path(&img)? else {
+        return Ok(None);
+    };
+    let flavor = Flavor::from_interp(&interp);
+    let env = LoaderEnv::from_env(
+        abi,
+        flavor,
+        &config.envp(machine),
+        config.root.clone(),
+        machine,
+    );
+    let as_execed = Path::new(&target.filename);
+    match flavor {
+        Flavor::Musl => musl::list(&img, as_execed, &interp, &env).map(Some),
+        Flavor::Glibc => {
+            // A helper thread opens libraries ahead of the model, as for a plan.
+            let mut ahead = helper::Helper::new(&env, None);
+            glibc::list(&img, as_execed, &interp, &env, &mut ahead).map(Some)
+        }
+    }
+}
