@@ -21,7 +21,10 @@ use crate::elf::{
 };
 use crate::error::{Error, Result};
 use crate::host::Facts;
-use crate::mm::{AddressSpace, Backing, FileRef, MmError, MmapRequest, Placement, Prot, Vma};
+use crate::mm::{
+    AddressSpace, Backing, FileRef, Maker, MmError, MmapRequest, Object, Origin, Placement, Prot,
+    Role, Vma,
+};
 
 /// What is exec'd, and how.
 #[derive(Clone, Debug)]
@@ -91,6 +94,8 @@ pub struct ExecImage {
     pub vdso_base: u64,
     /// The program's file as mapped.
     pub program_file: Arc<FileRef>,
+    /// The interpreter's file as mapped.
+    pub interp_file: Option<Arc<FileRef>>,
     /// The program and the interpreter as exec opened them (mapped headers), so that the
     /// later stages need not open them again.
     pub program_image: Arc<ElfImage>,
@@ -126,6 +131,8 @@ fn mm_err(path: &Path, what: &str, e: MmError) -> Error {
 struct Mapper<'a> {
     mm: &'a mut AddressSpace,
     file: Arc<FileRef>,
+    /// The object whose segments these are (provenance).
+    object: Arc<Object>,
     read_implies_exec: bool,
     path: &'a Path,
 }
@@ -137,7 +144,7 @@ impl Mapper<'_> {
     fn elf_map(
         &mut self,
         addr: u64,
-        ph: &Phdr,
+        (phdr, ph): (usize, &Phdr),
         prot: Prot,
         placement: Placement,
         total_size: u64,
@@ -162,6 +169,10 @@ impl Mapper<'_> {
                 placement,
                 shared: false,
                 file: Some((self.file.clone(), off)),
+                made_by: Maker::ElfMap {
+                    object: self.object.clone(),
+                    phdr,
+                },
             })
             .map_err(|e| mm_err(self.path, &format!("mapping the segment at {addr:#x}"), e))?;
         if total_size > 0 && len > size {
@@ -176,14 +187,14 @@ impl Mapper<'_> {
     fn elf_load(
         &mut self,
         addr: u64,
-        ph: &Phdr,
+        (phdr, ph): (usize, &Phdr),
         prot: Prot,
         placement: Placement,
         total_size: u64,
     ) -> Result<u64> {
         let (map_addr, zero_start, zero_end);
         if ph.p_filesz > 0 {
-            map_addr = self.elf_map(addr, ph, prot, placement, total_size)?;
+            map_addr = self.elf_map(addr, (phdr, ph), prot, placement, total_size)?;
             zero_start = map_addr + page_offset(ph.p_vaddr) + ph.p_filesz;
             zero_end = map_addr + page_offset(ph.p_vaddr) + ph.p_memsz;
         } else {
@@ -195,7 +206,11 @@ impl Mapper<'_> {
             let zs = page_align(zero_start).unwrap_or(u64::MAX);
             let ze = page_align(zero_end).unwrap_or(u64::MAX);
             let exec = ph.p_flags & PF_X != 0 || self.read_implies_exec;
-            self.mm.vm_brk_flags(zs, ze, exec);
+            let made_by = Maker::ElfBss {
+                object: self.object.clone(),
+                phdr,
+            };
+            self.mm.vm_brk_flags(zs, ze, exec, made_by);
         }
         Ok(map_addr)
     }
@@ -233,13 +248,18 @@ fn load_elf_interp(
     let is_exec = interp.e_type() == ET_EXEC;
     let mut load_addr: u64 = 0;
     let mut load_addr_set = false;
+    let object = Arc::new(Object {
+        role: Role::Interpreter,
+        path: file.path.clone(),
+    });
     let mut m = Mapper {
         mm,
         file,
+        object,
         read_implies_exec: rie,
         path,
     };
-    for ph in interp.phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+    for (phdr, ph) in loads(interp) {
         let prot = make_prot(ph.p_flags, rie);
         let vaddr = ph.p_vaddr;
         let placement = if is_exec || load_addr_set {
@@ -252,7 +272,7 @@ fn load_elf_interp(
         };
         let map_addr = m.elf_load(
             load_addr.wrapping_add(vaddr),
-            ph,
+            (phdr, ph),
             prot,
             placement,
             total_size,
@@ -276,7 +296,7 @@ fn load_elf_interp(
 }
 
 /// A special mapping (`_install_special_mapping()`): never merged, named by the kernel.
-fn special(start: u64, end: u64, prot: Prot, name: &'static str) -> Vma {
+fn special(start: u64, end: u64, prot: Prot, name: &'static str, made_by: Maker) -> Vma {
     Vma {
         start,
         end,
@@ -285,7 +305,16 @@ fn special(start: u64, end: u64, prot: Prot, name: &'static str) -> Vma {
         account: false,
         growsdown: false,
         backing: Backing::Special(name),
+        origin: Origin::new(start, end, made_by),
     }
+}
+
+/// The PT_LOAD program headers of `img` with their index in the program headers.
+fn loads(img: &ElfImage) -> impl Iterator<Item = (usize, &Phdr)> {
+    img.phdrs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.p_type == PT_LOAD)
 }
 
 /// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, 0)` (v6.9+, and compat): one
@@ -311,7 +340,13 @@ fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
     )
     .map_err(|e| mm_err(Path::new("[vdso]"), "mapping the vDSO", e))?;
     let mut at = addr;
-    mm.insert(special(at, at + machine.vvar_size, Prot::R, "[vvar]"));
+    mm.insert(special(
+        at,
+        at + machine.vvar_size,
+        Prot::R,
+        "[vvar]",
+        Maker::Vdso,
+    ));
     at += machine.vvar_size;
     if machine.vvar_vclock_size > 0 {
         mm.insert(special(
@@ -319,10 +354,11 @@ fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
             at + machine.vvar_vclock_size,
             Prot::R,
             "[vvar_vclock]",
+            Maker::Vdso,
         ));
         at += machine.vvar_vclock_size;
     }
-    mm.insert(special(at, at + vdso_size, Prot::RX, "[vdso]"));
+    mm.insert(special(at, at + vdso_size, Prot::RX, "[vdso]", Maker::Vdso));
     Ok(at)
 }
 
@@ -429,6 +465,7 @@ pub fn load_elf_binary(
         account: true,
         growsdown: true,
         backing: Backing::Anon,
+        origin: Origin::new(stack.vm_start, stack.vm_end, Maker::Stack),
     };
     mm.insert(stack_vma.clone());
 
@@ -452,13 +489,18 @@ pub fn load_elf_binary(
     let mut load_bias: u64 = 0;
     let mut first = true;
     let mut elf_brk: u64 = 0;
+    let program = Arc::new(Object {
+        role: Role::Program,
+        path: file.path.clone(),
+    });
     let mut m = Mapper {
         mm: &mut mm,
         file: file.clone(),
+        object: program,
         read_implies_exec,
         path: &path,
     };
-    for ph in img.phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+    for (phdr, ph) in loads(&img) {
         let prot = make_prot(ph.p_flags, read_implies_exec);
         let vaddr = ph.p_vaddr;
         let mut placement = Placement::Fixed;
@@ -478,7 +520,7 @@ pub fn load_elf_binary(
                     placement = Placement::FixedNoReplace;
                 } else if alignment > PAGE_SIZE {
                     // A loader with a large alignment: find where it would go, unmap, align.
-                    load_bias = m.elf_load(0, ph, prot, Placement::Hint, total_size)?;
+                    load_bias = m.elf_load(0, (phdr, ph), prot, Placement::Hint, total_size)?;
                     m.mm.munmap(load_bias, total_size);
                     load_bias &= !(alignment - 1);
                     placement = Placement::FixedNoReplace;
@@ -491,7 +533,7 @@ pub fn load_elf_binary(
         }
         let map_addr = m.elf_load(
             load_bias.wrapping_add(vaddr),
-            ph,
+            (phdr, ph),
             prot,
             placement,
             seg_total,
@@ -523,12 +565,14 @@ pub fn load_elf_binary(
 
     // The interpreter.
     let mut interp_image = None;
+    let mut interp_file = None;
     let interp_info = match interp {
         None => None,
         Some((requested, iimg)) => {
             let iimg = Arc::new(iimg);
             interp_image = Some(iimg.clone());
             let ifile = open_file(&iimg, next_open_id)?;
+            interp_file = Some(ifile.clone());
             next_open_id += 1;
             let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
             Some((
@@ -573,6 +617,7 @@ pub fn load_elf_binary(
                 VSYSCALL_ADDR + PAGE_SIZE,
                 Prot::from_perms(perms),
                 "[vsyscall]",
+                Maker::Vsyscall,
             )
         })
     } else {
@@ -598,6 +643,7 @@ pub fn load_elf_binary(
         filename: req.filename.clone(),
         vdso_base,
         program_file: file,
+        interp_file,
         program_image: Arc::new(img),
         interp_image,
         next_open_id,

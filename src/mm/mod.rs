@@ -2,6 +2,7 @@
 //! model, the VMA list, and the system calls that change it (`mmap`, `munmap`, `mprotect`,
 //! `vm_brk_flags`), with the kernel's splitting and merging.
 
+pub mod origin;
 pub mod task;
 pub mod unmapped_area;
 pub mod vma;
@@ -9,6 +10,7 @@ pub mod vma;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+pub use origin::{Change, Maker, Object, Origin, Role};
 pub use task::Task;
 pub use unmapped_area::{MmapLayout, SearchRequest};
 pub use vma::{Backing, FileRef, Prot, Vma};
@@ -46,6 +48,8 @@ pub struct MmapRequest {
     pub shared: bool,
     /// The file and byte offset, or `None` for an anonymous mapping.
     pub file: Option<(Arc<FileRef>, u64)>,
+    /// What asks for it.
+    pub made_by: Maker,
 }
 
 /// `struct mm_struct`, the fields we model.
@@ -152,6 +156,7 @@ impl AddressSpace {
             account: !req.shared && req.prot.write,
             growsdown: false,
             backing,
+            origin: Origin::new(addr, end, req.made_by.clone()),
         };
         self.insert_vma(vma, merge);
         Ok(addr)
@@ -159,7 +164,7 @@ impl AddressSpace {
 
     /// Models `mm/vma.c: do_brk_flags()` as called by `vm_brk_flags()`: an anonymous private
     /// mapping at a fixed address, `VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT`.
-    pub fn vm_brk_flags(&mut self, start: u64, end: u64, exec: bool) {
+    pub fn vm_brk_flags(&mut self, start: u64, end: u64, exec: bool, made_by: Maker) {
         if end <= start {
             return;
         }
@@ -171,6 +176,7 @@ impl AddressSpace {
             account: true,
             growsdown: false,
             backing: Backing::Anon,
+            origin: Origin::new(start, end, made_by),
         });
     }
 
@@ -216,8 +222,9 @@ impl AddressSpace {
 
     /// Models `mm/mprotect.c: mprotect_fixup()`: split at the edges, change the protection,
     /// add `VM_ACCOUNT` when a private mapping first becomes writable, drop it again for an
-    /// anonymous one becoming read-only before it was ever touched, and merge.
-    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot) {
+    /// anonymous one becoming read-only before it was ever touched, and merge. `why` is
+    /// recorded in the changed VMAs' origin.
+    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot, why: &Change) {
         let Some(len) = crate::addr::page_align(len) else {
             return;
         };
@@ -228,6 +235,7 @@ impl AddressSpace {
                 v.account = true;
             }
             v.prot = prot;
+            v.origin.changed(why);
         }
         if !inside.is_empty() {
             // Merge from the last changed VMA down to the one before the first.
@@ -255,6 +263,7 @@ impl AddressSpace {
         if let Some(i) = i.checked_sub(1).filter(|&i| addr < self.vmas[i].end) {
             let right = self.vmas[i].slice(addr, self.vmas[i].end);
             self.vmas[i].end = addr;
+            self.vmas[i].origin.truncate(addr);
             self.vmas.insert(i + 1, right);
         }
     }
@@ -269,11 +278,13 @@ impl AddressSpace {
         if pos + 1 < self.vmas.len() && self.vmas[pos].can_merge_with(&self.vmas[pos + 1]) {
             if let Some(next) = self.vmas.remove(pos + 1) {
                 self.vmas[pos].end = next.end;
+                self.vmas[pos].origin.append(next.origin);
             }
         }
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
             if let Some(cur) = self.vmas.remove(pos) {
                 self.vmas[pos - 1].end = cur.end;
+                self.vmas[pos - 1].origin.append(cur.origin);
             }
         }
     }
@@ -324,6 +335,7 @@ mod tests {
             placement,
             shared: false,
             file: None,
+            made_by: Maker::DlMinimalMalloc { chunk: 0 },
         }
     }
 
@@ -335,6 +347,17 @@ mod tests {
         let b = mm.mmap(&anon(0, 0x1000, Placement::Hint)).unwrap();
         assert_eq!(b, a - 0x1000);
         assert_eq!(mm.vmas().len(), 1, "adjacent anonymous rw mappings merge");
+        // The merged VMA lists both parts, in address order.
+        let parts: Vec<_> = mm
+            .vmas()
+            .next()
+            .unwrap()
+            .origin
+            .0
+            .iter()
+            .map(|p| (p.start, p.end))
+            .collect();
+        assert_eq!(parts, vec![(b, a), (a, a + 0x2000)]);
     }
 
     #[test]
@@ -349,6 +372,7 @@ mod tests {
             placement: Placement::Fixed,
             shared: false,
             file: Some((f.clone(), 0)),
+            made_by: Maker::DlCache,
         };
         mm.mmap(&ro).unwrap();
         let rw = MmapRequest {
@@ -359,11 +383,19 @@ mod tests {
             ..ro
         };
         mm.mmap(&rw).unwrap();
-        mm.mprotect(base + 0x1000, 0x1000, Prot::R);
+        mm.mprotect(base + 0x1000, 0x1000, Prot::R, &Change::ExecStack);
         let v: Vec<_> = mm.vmas().collect();
         assert_eq!(v.len(), 3);
         assert_eq!((v[1].start, v[1].prot), (base + 0x1000, Prot::R));
         assert_eq!(v[2].offset_at(v[2].start), 0x2000);
+        // Each line keeps what made it; the changed one says what changed it.
+        assert_eq!(v[1].origin.0.len(), 1);
+        assert_eq!(v[1].origin.0[0].changes, vec![Change::ExecStack]);
+        assert_eq!(
+            (v[1].origin.0[0].start, v[1].origin.0[0].end),
+            (base + 0x1000, base + 0x2000)
+        );
+        assert!(v[2].origin.0[0].changes.is_empty());
     }
 
     #[test]
@@ -377,6 +409,7 @@ mod tests {
                 placement: Placement::Fixed,
                 shared: false,
                 file: Some((file(id), i as u64 * 0x1000)),
+                made_by: Maker::DlCache,
             })
             .unwrap();
         }

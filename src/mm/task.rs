@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{AddressSpace, FileRef, MmError, MmapRequest, Placement, Prot};
+use super::{AddressSpace, Change, FileRef, Maker, MmError, MmapRequest, Placement, Prot};
 use crate::addr::{page_align, PAGE_SIZE};
 
 /// A task's memory, for the system calls a loader makes.
@@ -21,7 +21,7 @@ impl Task {
         prot.read_implies_exec(self.read_implies_exec)
     }
 
-    /// mmap(2), private.
+    /// mmap(2), private, asked for by `made_by`.
     pub fn mmap(
         &mut self,
         addr: u64,
@@ -29,6 +29,7 @@ impl Task {
         prot: Prot,
         placement: Placement,
         file: Option<(Arc<FileRef>, u64)>,
+        made_by: Maker,
     ) -> Result<u64, MmError> {
         let prot = self.prot(prot);
         self.mm.mmap(&MmapRequest {
@@ -38,13 +39,14 @@ impl Task {
             placement,
             shared: false,
             file,
+            made_by,
         })
     }
 
-    /// mprotect(2) without PROT_GROWSDOWN.
-    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot) {
+    /// mprotect(2) without PROT_GROWSDOWN, for the reason `why`.
+    pub fn mprotect(&mut self, start: u64, len: u64, prot: Prot, why: &Change) {
         let prot = self.prot(prot);
-        self.mm.mprotect(start, len, prot);
+        self.mm.mprotect(start, len, prot, why);
     }
 
     /// munmap(2).
@@ -56,7 +58,8 @@ impl Task {
     /// `start_brk` it only reports the current break; growing fails unless a page plus the
     /// stack guard gap stays free below the next VMA; then `do_brk_flags()` (anonymous,
     /// `VM_ACCOUNT`). Returns the new break, or the old one on failure. N.B. RLIMIT_DATA is
-    /// not checked (unlimited by default).
+    /// not checked (unlimited by default). The one caller is musl's mallocng, whose heap it
+    /// is.
     pub fn brk(&mut self, brk: u64) -> u64 {
         let mm = &mut self.mm;
         let origbrk = mm.brk;
@@ -89,7 +92,7 @@ impl Task {
         if newbrk > mm.layout.task_size {
             return origbrk;
         }
-        mm.vm_brk_flags(oldbrk, newbrk, self.read_implies_exec);
+        mm.vm_brk_flags(oldbrk, newbrk, self.read_implies_exec, Maker::MallocngBrk);
         mm.brk = brk;
         brk
     }

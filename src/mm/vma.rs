@@ -113,6 +113,8 @@ pub struct Vma {
     /// `VM_GROWSDOWN` (the stack).
     pub growsdown: bool,
     pub backing: Backing,
+    /// What made it (not part of what the kernel compares for merging).
+    pub origin: super::origin::Origin,
 }
 
 impl Vma {
@@ -149,6 +151,7 @@ impl Vma {
             account: self.account,
             growsdown: self.growsdown,
             backing,
+            origin: self.origin.slice(start, end),
         }
     }
 

@@ -10,71 +10,100 @@
 //! helper hands over was computed from the very files the model uses, and is checked.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::prefetch::Prefetch;
 use crate::elf::ElfImage;
-use crate::ldso::glibc::unique::{TablesRead, UniqueAhead, UniqueScan};
+use crate::ldso::glibc::unique::{self, ScannedObject, Scratch, TablesRead, UniqueAhead};
 use crate::ldso::{Ahead, Fetched, LoaderEnv, ObjectFound};
 
 /// The helper starts when the load list will hold this many objects. A thread costs about
 /// 0.2 ms here: more than it saves on a short list.
 const HELPER_AFTER: usize = 8;
 
-/// Reports per wake-up of the helper (waking it costs more than a report).
-const BATCH: usize = 16;
-
-/// What the model hands the helper thread.
-enum Work {
-    /// An object entered the load list.
-    Found(Box<ObjectFound>),
-    /// Read this in-root path ahead of the model ([`Prefetch::fetch`]).
-    Fetch(String),
+/// One object read for the unique-symbol model: its scan and `ndx_high`, with the image
+/// they were read from.
+struct Scanned {
+    img: Option<Arc<ElfImage>>,
+    scan: Option<ScannedObject>,
+    ndx: Option<u32>,
 }
 
-/// `ndx_high` of the objects of a load list, computed on the helper thread as the model
-/// reports them (by load-list position, with the image each was computed from).
+/// The work shared by the model's thread and the helper: objects to scan (in load-list
+/// order), paths to read ahead (the latest first), what is done.
 #[derive(Default)]
-struct NdxAhead(Mutex<Vec<Option<NdxOf>>>);
+struct Work {
+    /// Objects reported and not taken by either thread yet.
+    objects: VecDeque<ObjectFound>,
+    /// The object the helper is scanning, if any (the model may scan it too rather than
+    /// wait: the first result stored wins).
+    scanning: Option<ObjectFound>,
+    /// Scans done, by load-list index.
+    done: Vec<Option<Scanned>>,
+    /// Paths asked for and not read yet.
+    fetch: Vec<String>,
+    /// The load list is complete: no more work will come.
+    closed: bool,
+    /// ld.so's index in the load list, once reported.
+    rtld: usize,
+    /// What the tables were computed from, for the helper to release (unmapping them costs
+    /// the model's thread nothing then).
+    release: Option<TablesRead>,
+    /// The model is done with the helper: it ends (after releasing what it was given).
+    finished: bool,
+}
 
-/// An object's `ndx_high` and the image it was read from.
-type NdxOf = (Arc<ElfImage>, u32);
+/// The shared work and the condition the helper sleeps on.
+#[derive(Default)]
+struct Shared {
+    work: Mutex<Work>,
+    wake: Condvar,
+}
 
-impl NdxAhead {
-    fn put(&self, index: usize, img: &Arc<ElfImage>, ndx: u32) {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if v.len() <= index {
-            v.resize(index + 1, None);
-        }
-        v[index] = Some((img.clone(), ndx));
-    }
-
-    fn get(&self, index: usize, img: &Arc<ElfImage>) -> Option<u32> {
-        let v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match v.get(index)? {
-            Some((i, n)) if Arc::ptr_eq(i, img) => Some(*n),
-            _ => None,
-        }
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Work> {
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The helper of one glibc model run ([`Ahead`]): not started, running, or done.
+/// Read one object for the unique-symbol model and its version-array size.
+fn scan(found: &ObjectFound, scratch: &mut Scratch) -> Scanned {
+    let ndx = match (&found.image, &found.dynamic) {
+        (Some(img), Some(d)) => Some(crate::elf::versions::highest_version_index(img, d)),
+        _ => None,
+    };
+    Scanned {
+        img: found.image.clone(),
+        scan: ScannedObject::scan(found, scratch),
+        ndx,
+    }
+}
+
+fn store(work: &mut Work, index: usize, s: Scanned) {
+    if work.done.len() <= index {
+        work.done.resize_with(index + 1, || None);
+    }
+    if work.done[index].is_none() {
+        work.done[index] = Some(s);
+    }
+}
+
+/// The helper of one glibc model run ([`Ahead`]): not started, running, or done. Whatever
+/// the helper has not done when the model needs it, the model's thread does itself: a
+/// helper starved of CPU (another process busy on the other core) costs the model only
+/// the thread's start.
 pub(crate) struct Helper {
     env: LoaderEnv,
     /// The list length from which the thread is worth starting ([`HELPER_AFTER`]).
     after: usize,
-    /// With the unique-symbol scan (a plan), or only reading ahead (`elfmap deps`); taken
-    /// by the thread when it starts.
-    scan: Option<UniqueScan>,
-    /// Whether objects are reported (to the scan).
-    report: bool,
-    /// Reports kept until the thread runs.
-    unsent: Vec<ObjectFound>,
-    tx: Option<Sender<Work>>,
+    /// Scan objects for the unique-symbol model with this lazy-binding flag (a plan), or
+    /// only read ahead (`elfmap deps`).
+    lazy: Option<bool>,
+    shared: Arc<Shared>,
     prefetch: Arc<Prefetch>,
-    ndx: Arc<NdxAhead>,
-    tables: Option<Receiver<UniqueAhead>>,
+    started: bool,
+    /// The start was considered (and, without a spare CPU, declined).
+    declined: bool,
 }
 
 impl Helper {
@@ -84,66 +113,54 @@ impl Helper {
         Helper {
             env: env.clone(),
             after: HELPER_AFTER,
-            scan: lazy.map(UniqueScan::new),
-            report: lazy.is_some(),
-            unsent: Vec::new(),
-            tx: None,
+            lazy,
+            shared: Arc::new(Shared::default()),
             prefetch: Arc::new(Prefetch::default()),
-            ndx: Arc::new(NdxAhead::default()),
-            tables: None,
+            started: false,
+            declined: false,
         }
     }
 
     fn start(&mut self) {
-        let (tx, rx) = mpsc::channel();
-        let (tables_tx, tables_rx) = mpsc::channel();
-        let env = self.env.clone();
-        let prefetch = self.prefetch.clone();
-        let ndx = self.ndx.clone();
-        let scan = self.scan.take();
-        let worker = std::thread::spawn(move || {
-            if let Some((a, read)) = helper(rx, &env, &prefetch, &ndx, scan) {
-                let _ = tables_tx.send(a);
-                // Unmapped only now: the model need not wait for that.
-                drop(read);
-            }
-        });
-        on_another_cpu(&worker);
-        self.tx = Some(tx);
-        self.tables = Some(tables_rx);
-    }
-
-    fn send_reports(&mut self) {
-        if let Some(tx) = &self.tx {
-            for f in self.unsent.drain(..) {
-                let _ = tx.send(Work::Found(Box::new(f)));
-            }
+        self.declined = true;
+        if !spare_cpu() {
+            return;
         }
+        self.started = true;
+        let shared = self.shared.clone();
+        let prefetch = self.prefetch.clone();
+        let env = self.env.clone();
+        let worker = std::thread::spawn(move || helper(&shared, &prefetch, &env));
+        on_another_cpu(&worker);
     }
 }
 
 impl Ahead for Helper {
     fn object_found(&mut self, found: ObjectFound, expected: usize) {
-        if self.report {
-            self.unsent.push(found);
+        if self.lazy.is_some() {
+            let mut w = self.shared.lock();
+            if found.is_rtld {
+                w.rtld = found.index;
+            }
+            w.objects.push_back(found);
+            drop(w);
+            if self.started {
+                self.shared.wake.notify_one();
+            }
         }
-        if self.tx.is_none() && self.tables.is_none() && expected >= self.after {
+        if !self.declined && expected >= self.after {
             self.start();
-        }
-        if self.unsent.len() >= BATCH {
-            self.send_reports();
         }
     }
 
     fn reads_ahead(&self) -> bool {
-        self.tx.is_some()
+        self.started
     }
 
     fn read_ahead(&mut self, path: &str) {
-        if let Some(tx) = &self.tx {
-            if self.prefetch.request(path) {
-                let _ = tx.send(Work::Fetch(path.to_string()));
-            }
+        if self.started && self.prefetch.request(path) {
+            self.shared.lock().fetch.push(path.to_string());
+            self.shared.wake.notify_one();
         }
     }
 
@@ -152,18 +169,80 @@ impl Ahead for Helper {
     }
 
     fn list_complete(&mut self) {
-        self.send_reports();
-        // The thread finishes its scan once the channel closes.
-        self.tx = None;
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
     }
 
     fn version_ndx(&mut self, index: usize, img: &Arc<ElfImage>) -> Option<u32> {
-        self.ndx.get(index, img)
+        let w = self.shared.lock();
+        match w.done.get(index)? {
+            Some(Scanned {
+                img: Some(i),
+                ndx: Some(n),
+                ..
+            }) if Arc::ptr_eq(i, img) => Some(*n),
+            _ => None,
+        }
     }
 
+    /// The tables, from the objects the helper scanned and those it has not got to yet,
+    /// scanned here (the one it is busy with too): the model's thread never waits for it.
     fn unique_tables(&mut self) -> Option<UniqueAhead> {
-        self.tables.take()?.recv().ok()
+        let lazy = self.lazy?;
+        let mut scratch = Scratch::default();
+        let mut w = self.shared.lock();
+        w.closed = true;
+        let mut todo: Vec<ObjectFound> = w.objects.drain(..).collect();
+        todo.extend(w.scanning.clone());
+        drop(w);
+        for f in &todo {
+            let s = scan(f, &mut scratch);
+            store(&mut self.shared.lock(), f.index, s);
+        }
+        let mut w = self.shared.lock();
+        let objects: Vec<Option<ScannedObject>> = w
+            .done
+            .iter_mut()
+            .map(|s| s.as_mut().and_then(|s| s.scan.take()))
+            .collect();
+        let rtld = w.rtld;
+        drop(w);
+        let (ahead, read) = unique::tables_of_scanned(objects, rtld, lazy);
+        if self.started {
+            self.shared.lock().release = Some(read);
+            self.shared.wake.notify_one();
+        }
+        Some(ahead)
     }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if self.started {
+            self.shared.lock().finished = true;
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+/// Whether a CPU we may run on is idle now: fewer tasks are running (`/proc/loadavg`, its
+/// fourth field counts them, this one included) than there are such CPUs. With every CPU
+/// busy a helper thread only competes for time: a build on the other core of this 2-vCPU
+/// machine made a helped plan of gdb twice as slow as one made alone.
+fn spare_cpu() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string("/proc/loadavg") else {
+        return true;
+    };
+    let running = text
+        .split_whitespace()
+        .nth(3)
+        .and_then(|f| f.split('/').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    running.is_none_or(|r| r < cpus)
 }
 
 /// Move `thread` off the CPU we run on, when we may run on another. A new thread is often
@@ -190,80 +269,42 @@ fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
     }
 }
 
-/// The helper thread: it reads each object the model reports for the unique-symbol model
-/// (`scan`; first, as its tables are wanted soon after the list is complete) and its
-/// version-array size, and with the time left reads the libraries the model asks for ahead
-/// of it.
-fn helper(
-    rx: Receiver<Work>,
-    env: &LoaderEnv,
-    prefetch: &Prefetch,
-    ndx: &NdxAhead,
-    mut scan: Option<UniqueScan>,
-) -> Option<(UniqueAhead, TablesRead)> {
-    fn queue(w: Work, fetch: &mut Vec<String>, later: &mut VecDeque<ObjectFound>) {
-        match w {
-            Work::Fetch(path) => fetch.push(path),
-            Work::Found(found) => later.push_back(*found),
-        }
-    }
-    let add = |scan: &mut UniqueScan, found: ObjectFound| {
-        if let (Some(img), Some(d)) = (&found.image, &found.dynamic) {
-            ndx.put(
-                found.index,
-                img,
-                crate::elf::versions::highest_version_index(img, d),
-            );
-        }
-        scan.add(found);
-    };
+/// The helper thread: it scans the objects the model reports, oldest first (their tables
+/// are wanted soon after the list is complete), and with the time left reads the libraries
+/// the model asks for ahead of it, the latest asked for first; at the end it releases what
+/// the tables were computed from.
+fn helper(shared: &Shared, prefetch: &Prefetch, env: &LoaderEnv) {
     let mut fs = env.fs();
-    let mut later = VecDeque::new();
-    // Paths to read, the latest asked for on top: the model works from the oldest.
-    let mut fetch: Vec<String> = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut w = shared.lock();
     loop {
-        // Everything sent so far, then one piece of work: a report (the unique-symbol scan
-        // must not fall behind: its tables are wanted soon after the list is complete),
-        // else a path, with the time left.
-        let mut closed = false;
-        loop {
-            match rx.try_recv() {
-                Ok(w) => queue(w, &mut fetch, &mut later),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        if closed {
-            break;
-        }
-        if let Some(found) = later.pop_front() {
-            if let Some(scan) = &mut scan {
-                add(scan, found);
-            }
-        } else if let Some(path) = fetch.pop() {
+        if let Some(f) = w.objects.pop_front() {
+            w.scanning = Some(f.clone());
+            drop(w);
+            let s = scan(&f, &mut scratch);
+            w = shared.lock();
+            store(&mut w, f.index, s);
+            w.scanning = None;
+        } else if let Some(path) = w.fetch.pop() {
+            drop(w);
             prefetch.fetch(&mut fs, &path);
+            w = shared.lock();
+        } else if let Some(read) = w.release.take() {
+            drop(w);
+            drop(read);
+            return;
+        } else if w.finished {
+            return;
         } else {
-            match rx.recv() {
-                Ok(w) => queue(w, &mut fetch, &mut later),
-                Err(_) => break,
-            }
+            w = shared.wake.wait(w).unwrap_or_else(|e| e.into_inner());
         }
     }
-    let mut scan = scan?;
-    for found in later {
-        add(&mut scan, found);
-    }
-    Some(scan.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::ElfImage;
-    use crate::ldso::glibc::{self, unique};
+    use crate::ldso::glibc;
     use crate::ldso::{DepGraph, Flavor, NothingAhead};
     use std::path::Path;
 

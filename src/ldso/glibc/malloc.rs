@@ -9,7 +9,7 @@
 //! be traced to one line of spec/ldso.md 4.4.
 
 use crate::addr::{align_up, page_align, PAGE_SIZE};
-use crate::mm::{AddressSpace, MmError, MmapRequest, Placement, Prot};
+use crate::mm::{Maker, MmError, Placement, Prot, Task};
 
 /// `MALLOC_ALIGNMENT` of the minimal malloc: 16 on x86-64 and on i386 (since glibc 2.26,
 /// sysdeps/i386/malloc-alignment.h).
@@ -49,8 +49,6 @@ pub struct MinimalMalloc {
     last_index: Option<usize>,
     /// ld.so's `_end` (run-time address): where the first arena starts.
     rtld_end: u64,
-    /// The task has READ_IMPLIES_EXEC: the chunks are mapped `rwx` (`do_mmap()`).
-    read_implies_exec: bool,
     /// Whether the ledger keeps each allocation's purpose (`what`); without it the label
     /// is never formatted (the ledger is a debugging aid).
     labels: bool,
@@ -61,10 +59,9 @@ pub struct MinimalMalloc {
 impl MinimalMalloc {
     /// The allocator before its first call; `rtld_end` is the run-time address of ld.so's
     /// `_end` symbol (end of its last PT_LOAD's memory image).
-    pub fn new(rtld_end: u64, read_implies_exec: bool) -> MinimalMalloc {
+    pub fn new(rtld_end: u64) -> MinimalMalloc {
         MinimalMalloc {
             rtld_end,
-            read_implies_exec,
             ..MinimalMalloc::default()
         }
     }
@@ -81,7 +78,7 @@ impl MinimalMalloc {
     /// the old end, which a bottom-up layout can give).
     pub fn malloc(
         &mut self,
-        mm: &mut AddressSpace,
+        task: &mut Task,
         n: u64,
         what: impl std::fmt::Display,
     ) -> Result<u64, MmError> {
@@ -97,14 +94,10 @@ impl MinimalMalloc {
                 .ok_or(MmError::NoMemory { len: n })?
                 .checked_add(PAGE_SIZE)
                 .ok_or(MmError::NoMemory { len: n })?;
-            let page = mm.mmap(&MmapRequest {
-                addr: 0,
-                len: nup,
-                prot: Prot::RW.read_implies_exec(self.read_implies_exec),
-                placement: Placement::Hint,
-                shared: false,
-                file: None,
-            })?;
+            let made_by = Maker::DlMinimalMalloc {
+                chunk: self.chunks.len(),
+            };
+            let page = task.mmap(0, nup, Prot::RW, Placement::Hint, None, made_by)?;
             if page != self.alloc_end {
                 self.alloc_ptr = page;
             }
@@ -135,7 +128,7 @@ impl MinimalMalloc {
     /// Models `__minimal_calloc(nmemb, size)`: `malloc(nmemb * size)` (fresh memory is zero).
     pub fn calloc(
         &mut self,
-        mm: &mut AddressSpace,
+        task: &mut Task,
         nmemb: u64,
         size: u64,
         what: impl std::fmt::Display,
@@ -143,7 +136,7 @@ impl MinimalMalloc {
         let n = nmemb
             .checked_mul(size)
             .ok_or(MmError::NoMemory { len: u64::MAX })?;
-        self.malloc(mm, n, what)
+        self.malloc(task, n, what)
     }
 
     /// Models `__minimal_free(ptr)`: only the most recent block can be freed; its bytes are
@@ -173,10 +166,10 @@ impl MinimalMalloc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::MmapLayout;
+    use crate::mm::{AddressSpace, MmapLayout};
 
-    fn mm() -> AddressSpace {
-        AddressSpace::new(MmapLayout {
+    fn mm() -> Task {
+        let mm = AddressSpace::new(MmapLayout {
             topdown: true,
             mmap_base: 0x7ffff7fff000,
             mmap_legacy_base: 0x2aaaaaaab000,
@@ -185,7 +178,11 @@ mod tests {
             mmap_min_addr: 0x1000,
             stack_guard_gap: 0x100000,
             compat: false,
-        })
+        });
+        Task {
+            mm,
+            read_implies_exec: false,
+        }
     }
 
     /// The hello64 ledger of spec/ldso.md 10.2: the tail of ld.so (`_end` = base + 0x342d8)
@@ -194,7 +191,7 @@ mod tests {
     #[test]
     fn ldso_malloc_hello64_first_chunk() {
         let mut mm = mm();
-        let mut m = MinimalMalloc::new(0x7ffff7fca000 + 0x342d8, false);
+        let mut m = MinimalMalloc::new(0x7ffff7fca000 + 0x342d8);
         for n in [0x5c9, 0x5c9, 0x20, 0xeb, 0x28] {
             m.malloc(&mut mm, n, "x").unwrap();
         }
@@ -212,7 +209,7 @@ mod tests {
     #[test]
     fn ldso_malloc_exact_fit_needs_a_chunk() {
         let mut mm = mm();
-        let mut m = MinimalMalloc::new(0x10000ff0, false);
+        let mut m = MinimalMalloc::new(0x10000ff0);
         // 16 bytes left: a 16-byte request does not fit (`>=`).
         m.malloc(&mut mm, 16, "x").unwrap();
         assert_eq!(m.chunks.len(), 1);

@@ -23,7 +23,7 @@ use super::tls::TlsModule;
 use crate::addr::{align_up, page_align, page_start, PAGE_SIZE};
 use crate::elf::{ElfImage, PT_DYNAMIC, PT_GNU_RELRO, PT_GNU_STACK, PT_LOAD, PT_TLS};
 use crate::error::{Error, Result};
-use crate::mm::{Backing, FileRef, MmError, Placement, Prot, Task};
+use crate::mm::{Backing, Change, FileRef, Maker, MmError, Object, Placement, Prot, Task};
 
 /// `DEFAULT_STACK_PERMS` on x86 (sysdeps/x86/stackinfo.h): PF_R|PF_W|PF_X, the stack
 /// permissions an object without PT_GNU_STACK asks for.
@@ -40,6 +40,9 @@ pub struct LoadCmd {
     pub mapoff: u64,
     #[serde(skip)]
     pub prot: Prot,
+    /// The index of its PT_LOAD in the program headers (provenance).
+    #[serde(skip)]
+    pub phdr: usize,
 }
 
 /// What `_dl_map_object_from_fd()` learns from the program headers before mapping.
@@ -80,7 +83,7 @@ pub fn read_object_headers(img: &ElfImage) -> Result<ObjectHeaders> {
     let mut relro = None;
     let mut tls = None;
     let mut has_dynamic = false;
-    for ph in &img.phdrs {
+    for (phdr, ph) in img.phdrs.iter().enumerate() {
         match ph.p_type {
             PT_DYNAMIC => has_dynamic = ph.p_filesz != 0,
             PT_LOAD => {
@@ -109,6 +112,7 @@ pub fn read_object_headers(img: &ElfImage) -> Result<ObjectHeaders> {
                     mapalign: 0,
                     mapoff: page_start(ph.p_offset),
                     prot: pf_to_prot(ph.p_flags),
+                    phdr,
                 };
                 if let Some(prev) = loadcmds.last() {
                     if prev.mapend != c.mapstart {
@@ -185,7 +189,12 @@ fn dl_map_segment(
     mappref: u64,
     maplength: u64,
     file: &Arc<FileRef>,
+    object: &Arc<Object>,
 ) -> std::result::Result<u64, MmError> {
+    let segment = Maker::DlMapSegment {
+        object: object.clone(),
+        phdr: c.phdr,
+    };
     if c.mapalign <= PAGE_SIZE {
         return task.mmap(
             mappref,
@@ -193,6 +202,7 @@ fn dl_map_segment(
             c.prot,
             Placement::Hint,
             Some((file.clone(), c.mapoff)),
+            segment,
         );
     }
     let maplen = if maplength >= c.mapalign {
@@ -202,7 +212,17 @@ fn dl_map_segment(
     } else {
         2 * c.mapalign
     };
-    let map_start = task.mmap(mappref, maplen, Prot::NONE, Placement::Hint, None)?;
+    let reservation = Maker::DlReservation {
+        object: object.clone(),
+    };
+    let map_start = task.mmap(
+        mappref,
+        maplen,
+        Prot::NONE,
+        Placement::Hint,
+        None,
+        reservation,
+    )?;
     let aligned = align_up(map_start, c.mapalign).ok_or(MmError::NoMemory { len: maplen })?;
     let aligned = match task.mmap(
         aligned,
@@ -210,6 +230,7 @@ fn dl_map_segment(
         c.prot,
         Placement::Fixed,
         Some((file.clone(), c.mapoff)),
+        segment,
     ) {
         Ok(a) => a,
         Err(e) => {
@@ -236,6 +257,7 @@ pub fn dl_map_segments(
     path: &Path,
     hdr: &ObjectHeaders,
     file: &Arc<FileRef>,
+    object: &Arc<Object>,
     et_exec: bool,
 ) -> Result<Placed> {
     let cmds = &hdr.loadcmds;
@@ -245,7 +267,7 @@ pub fn dl_map_segments(
         // ELF_PREFERRED_ADDRESS: the first segment's own address is the hint (0 for
         // ordinary libraries; `-Ttext-segment` objects get theirs if it is free).
         let mappref = first.mapstart;
-        let start = dl_map_segment(task, &first, mappref, maplength, file)
+        let start = dl_map_segment(task, &first, mappref, maplength, file, object)
             .map_err(|e| map_err(path, "failed to map segment from shared object", e))?;
         let l_addr = start.wrapping_sub(first.mapstart);
         if hdr.has_holes {
@@ -260,10 +282,13 @@ pub fn dl_map_segments(
                 l_addr.wrapping_add(first.mapend),
                 last.mapstart - first.mapend,
                 Prot::NONE,
+                &Change::Hole {
+                    object: object.clone(),
+                },
             );
         }
         // postmap for the first command, then the loop from the second.
-        zero_fill(task, path, l_addr, &first)?;
+        zero_fill(task, path, l_addr, &first, object)?;
         (l_addr, start, true, &cmds[1..])
     } else {
         (0, first.mapstart, !hdr.has_holes, &cmds[..])
@@ -276,10 +301,14 @@ pub fn dl_map_segments(
                 c.prot,
                 Placement::Fixed,
                 Some((file.clone(), c.mapoff)),
+                Maker::DlMapSegment {
+                    object: object.clone(),
+                    phdr: c.phdr,
+                },
             )
             .map_err(|e| map_err(path, "failed to map segment from shared object", e))?;
         }
-        zero_fill(task, path, l_addr, c)?;
+        zero_fill(task, path, l_addr, c, object)?;
     }
     Ok(Placed {
         l_addr,
@@ -292,7 +321,13 @@ pub fn dl_map_segments(
 /// The .bss part of `_dl_map_segments()`: zero the rest of the last file page (for a
 /// read-only segment by making the page writable and back, which leaves that page a VMA
 /// of its own with VM_ACCOUNT), and map the remaining zero pages anonymously.
-fn zero_fill(task: &mut Task, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<()> {
+fn zero_fill(
+    task: &mut Task,
+    path: &Path,
+    l_addr: u64,
+    c: &LoadCmd,
+    object: &Arc<Object>,
+) -> Result<()> {
     if c.allocend <= c.dataend {
         return Ok(());
     }
@@ -308,30 +343,50 @@ fn zero_fill(task: &mut Task, path: &Path, l_addr: u64, c: &LoadCmd) -> Result<(
             write: true,
             ..c.prot
         };
-        task.mprotect(page, PAGE_SIZE, w);
-        task.mprotect(page, PAGE_SIZE, c.prot);
+        let why = Change::ZeroPage {
+            object: object.clone(),
+        };
+        task.mprotect(page, PAGE_SIZE, w, &why);
+        task.mprotect(page, PAGE_SIZE, c.prot, &why);
     }
     if zeroend > zeropage {
-        task.mmap(zeropage, zeroend - zeropage, c.prot, Placement::Fixed, None)
-            .map_err(|e| map_err(path, "cannot map zero-fill pages", e))?;
+        let made_by = Maker::DlZeroFill {
+            object: object.clone(),
+            phdr: c.phdr,
+        };
+        task.mmap(
+            zeropage,
+            zeroend - zeropage,
+            c.prot,
+            Placement::Fixed,
+            None,
+            made_by,
+        )
+        .map_err(|e| map_err(path, "cannot map zero-fill pages", e))?;
     }
     Ok(())
 }
 
 /// Models `_dl_protect_relro(l)`: `[down(l_addr + p_vaddr), down(l_addr + p_vaddr +
 /// p_memsz))` becomes PROT_READ; both ends round down.
-pub fn dl_protect_relro(task: &mut Task, l_addr: u64, relro: (u64, u64)) {
+pub fn dl_protect_relro(task: &mut Task, l_addr: u64, relro: (u64, u64), object: &Arc<Object>) {
     let start = page_start(l_addr.wrapping_add(relro.0));
     let end = page_start(l_addr.wrapping_add(relro.0).wrapping_add(relro.1));
     if start < end {
-        task.mprotect(start, end - start, Prot::R);
+        let why = Change::Relro {
+            object: object.clone(),
+        };
+        task.mprotect(start, end - start, Prot::R, &why);
     }
 }
 
 /// Models the DT_TEXTREL part of `_dl_relocate_object()`: every non-writable PT_LOAD range
 /// `[down(vaddr), up(vaddr + memsz))` made writable before relocating, then restored in
 /// reverse order.
-pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64) {
+pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64, object: &Arc<Object>) {
+    let why = Change::TextRel {
+        object: object.clone(),
+    };
     let mut textrels = Vec::new();
     for ph in img.loads() {
         if ph.p_flags & PF_W != 0 {
@@ -347,11 +402,12 @@ pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64) {
                 write: true,
                 ..prot
             },
+            &why,
         );
         textrels.push((start, end - start, prot));
     }
     for (start, len, prot) in textrels.into_iter().rev() {
-        task.mprotect(start, len, prot);
+        task.mprotect(start, len, prot, &why);
     }
 }
 
@@ -371,5 +427,5 @@ pub fn dl_make_stack_executable(task: &mut Task, libc_stack_end: u64) {
     let start = vma.start;
     let end = page + PAGE_SIZE;
     // The stack keeps VM_GROWSDOWN; `AddressSpace::mprotect` keeps the other flags.
-    task.mprotect(start, end - start, Prot::RWX);
+    task.mprotect(start, end - start, Prot::RWX, &Change::ExecStack);
 }

@@ -51,7 +51,7 @@ use crate::elf::dynamic::{read_dynamic, DynamicInfo};
 use crate::elf::{Abi, ElfImage, PT_GNU_RELRO, PT_GNU_STACK, PT_LOAD, PT_TLS};
 use crate::error::{Error, Result};
 use crate::kernel::binfmt_elf::ExecImage;
-use crate::mm::{AddressSpace, FileRef, MmError, Task};
+use crate::mm::{AddressSpace, FileRef, MmError, Object, Role, Task};
 
 /// `DL_NNS` (sysdeps/generic/ldsodefs.h): namespaces; the program's and the vDSO's link
 /// maps reserve one `struct auditstate` per namespace.
@@ -264,6 +264,8 @@ pub(crate) struct Obj {
     /// `l_rpath_dirs` / `l_runpath_dirs`.
     rpath: PathList,
     runpath: PathList,
+    /// The object as the mappings' provenance names it, once mapped.
+    object: Option<Arc<Object>>,
     /// Where `_dl_map_segments()` (or the kernel) put it.
     placed: Option<Placed>,
     /// PT_GNU_RELRO (`p_vaddr`, `p_memsz`).
@@ -314,9 +316,10 @@ struct MapState {
     /// The `_dl_map_object_deps` scratch buffer: (address, length) once on the heap.
     scratch: Option<(u64, u64)>,
     tls: Option<TlsBlock>,
-    /// ld.so as the kernel mapped it: `l_addr`, and its image.
+    /// ld.so as the kernel mapped it: `l_addr`, its image, its file as maps shows it.
     rtld_load_addr: u64,
     rtld_img: Arc<ElfImage>,
+    rtld_path: PathBuf,
     /// The kernel's view of the program (for a program the kernel mapped).
     exec: ExecFacts,
     warnings: Vec<String>,
@@ -325,6 +328,8 @@ struct MapState {
 /// What the model takes from the exec stop.
 struct ExecFacts {
     load_bias: u64,
+    /// The program's file as maps shows it.
+    program_path: PathBuf,
     vdso: bool,
 }
 
@@ -419,39 +424,43 @@ pub fn dl_main(
     ahead: &mut dyn Ahead,
 ) -> Result<(AddressSpace, Loaded, DepGraph)> {
     let program_path = exec.program_file.path.clone();
-    let (program, exec_path, interp, rtld_img, rtld_load_addr, rtld_l_name) = match &invocation {
-        Invocation::Kernel => {
-            let interp = exec.interp.as_ref().ok_or_else(|| {
-                Error::load_failed(&program_path, "no PT_INTERP: nothing to load")
-            })?;
-            let rtld_img = exec
-                .interp_image
-                .clone()
-                .ok_or_else(|| Error::load_failed(&program_path, "the interpreter is not open"))?;
-            (
-                exec.program_image.clone(),
-                PathBuf::from(&exec.filename),
-                interp.requested.clone(),
-                rtld_img,
-                interp.load_addr,
-                interp.requested.to_string_lossy().into_owned(),
-            )
-        }
-        Invocation::RtldIsMain { program_name } => {
-            let program = Arc::new(ElfImage::open(Path::new(program_name))?);
-            // rtld_setup_main_map(): PT_INTERP of the program names ld.so.
-            let interp = crate::elf::check::interp_path(&program)?
-                .unwrap_or_else(|| exec.program_file.path.clone());
-            (
-                program,
-                PathBuf::from(program_name),
-                interp,
-                exec.program_image.clone(),
-                exec.load_bias,
-                exec.program_file.path.to_string_lossy().into_owned(),
-            )
-        }
-    };
+    let (program, exec_path, interp, rtld_img, rtld_load_addr, rtld_l_name, rtld_path) =
+        match &invocation {
+            Invocation::Kernel => {
+                let interp = exec.interp.as_ref().ok_or_else(|| {
+                    Error::load_failed(&program_path, "no PT_INTERP: nothing to load")
+                })?;
+                let rtld_img = exec.interp_image.clone().ok_or_else(|| {
+                    Error::load_failed(&program_path, "the interpreter is not open")
+                })?;
+                (
+                    exec.program_image.clone(),
+                    PathBuf::from(&exec.filename),
+                    interp.requested.clone(),
+                    rtld_img,
+                    interp.load_addr,
+                    interp.requested.to_string_lossy().into_owned(),
+                    exec.interp_file
+                        .as_ref()
+                        .map_or_else(|| interp.path.clone(), |f| f.path.clone()),
+                )
+            }
+            Invocation::RtldIsMain { program_name } => {
+                let program = Arc::new(ElfImage::open(Path::new(program_name))?);
+                // rtld_setup_main_map(): PT_INTERP of the program names ld.so.
+                let interp = crate::elf::check::interp_path(&program)?
+                    .unwrap_or_else(|| exec.program_file.path.clone());
+                (
+                    program,
+                    PathBuf::from(program_name),
+                    interp,
+                    exec.program_image.clone(),
+                    exec.load_bias,
+                    exec.program_file.path.to_string_lossy().into_owned(),
+                    exec.program_file.path.clone(),
+                )
+            }
+        };
     let mut r = Rtld::new(env, opts, invocation.clone(), ahead);
     let rtld_end = rtld_img
         .loads()
@@ -471,11 +480,7 @@ pub fn dl_main(
             mm: exec.mm.clone(),
             read_implies_exec: exec.read_implies_exec,
         },
-        malloc: MinimalMalloc::new(
-            rtld_load_addr.wrapping_add(rtld_end),
-            exec.read_implies_exec,
-        )
-        .with_labels(opts.ledger),
+        malloc: MinimalMalloc::new(rtld_load_addr.wrapping_add(rtld_end)).with_labels(opts.ledger),
         stack_flags,
         stack_made_executable: false,
         libc_stack_end: exec.mm.start_stack,
@@ -485,8 +490,10 @@ pub fn dl_main(
         tls: None,
         rtld_load_addr,
         rtld_img,
+        rtld_path,
         exec: ExecFacts {
             load_bias: exec.load_bias,
+            program_path: exec.program_file.path.clone(),
             vdso: exec.vdso_base != 0,
         },
         warnings: Vec::new(),
@@ -640,7 +647,7 @@ impl<'e> Rtld<'e> {
         let Some(m) = &mut self.map else {
             return Ok(0);
         };
-        let r = m.malloc.malloc(&mut m.task.mm, n, what);
+        let r = m.malloc.malloc(&mut m.task, n, what);
         r.map_err(|e| self.err(e))
     }
 
@@ -755,6 +762,19 @@ impl<'e> Rtld<'e> {
             m.stack_flags = f;
         }
         let o = &mut self.objs[0];
+        o.object = Some(Arc::new(Object {
+            role: Role::Program,
+            path: match &self.invocation {
+                Invocation::Kernel => self
+                    .map
+                    .as_ref()
+                    .expect("mapping state")
+                    .exec
+                    .program_path
+                    .clone(),
+                Invocation::RtldIsMain { .. } => o.dep.realpath.clone(),
+            },
+        }));
         o.placed = Some(Placed {
             l_addr,
             l_map_start: map_start,
@@ -792,9 +812,13 @@ impl<'e> Rtld<'e> {
         self.dl_new_object_origin(0, name)?;
         let hdr = map::read_object_headers(img)?;
         let file = self.open_file(&host)?;
+        let object = Arc::new(Object {
+            role: Role::Program,
+            path: file.path.clone(),
+        });
         let et_exec = img.e_type() == goblin::elf::header::ET_EXEC;
         let m = self.map.as_mut().expect("mapping state");
-        let placed = map::dl_map_segments(&mut m.task, &host, &hdr, &file, et_exec)?;
+        let placed = map::dl_map_segments(&mut m.task, &host, &hdr, &file, &object, et_exec)?;
         if !hdr.phdr_mapped {
             self.malloc(
                 u64::from(img.header.e_phnum) * self.sizes.phdr,
@@ -825,7 +849,12 @@ impl<'e> Rtld<'e> {
             .rev()
             .find(|p| p.p_type == PT_GNU_RELRO)
             .map(|p| (p.p_vaddr, p.p_memsz));
+        let path = m.rtld_path.clone();
         let r = self.rtld.as_mut().expect("ld.so's link map");
+        r.object = Some(Arc::new(Object {
+            role: Role::Interpreter,
+            path,
+        }));
         r.l_name = l_name;
         r.placed = Some(Placed {
             l_addr,
@@ -909,8 +938,12 @@ impl<'e> Rtld<'e> {
         )?;
         self.dl_new_object_origin(k, realname)?;
         let file = self.object_file_ref(k)?;
+        let object = Arc::new(Object {
+            role: Role::Library,
+            path: file.path.clone(),
+        });
         let m = self.map.as_mut().expect("mapping state");
-        let placed = map::dl_map_segments(&mut m.task, &host, &hdr, &file, false)?;
+        let placed = map::dl_map_segments(&mut m.task, &host, &hdr, &file, &object, false)?;
         if !hdr.phdr_mapped {
             self.malloc(
                 u64::from(img.header.e_phnum) * s.phdr,
@@ -919,6 +952,7 @@ impl<'e> Rtld<'e> {
         }
         self.check_stack_flags(hdr.stack_flags);
         let o = &mut self.objs[k];
+        o.object = Some(object);
         o.placed = Some(placed);
         o.relro = hdr.relro;
         o.tls = hdr.tls;
@@ -1053,12 +1087,11 @@ impl<'e> Rtld<'e> {
         for i in order {
             let textrel = self.objs[i].dynamic().is_some_and(|d| d.textrel);
             if textrel {
-                if let (Some(img), Some(p), Some(m)) = (
-                    self.objs[i].dep.image.as_ref(),
-                    self.objs[i].placed,
-                    self.map.as_mut(),
-                ) {
-                    map::dl_relocate_textrel(&mut m.task, img, p.l_addr);
+                let o = &self.objs[i];
+                if let (Some(img), Some(p), Some(object), Some(m)) =
+                    (o.dep.image.as_ref(), o.placed, &o.object, self.map.as_mut())
+                {
+                    map::dl_relocate_textrel(&mut m.task, img, p.l_addr, object);
                 }
             }
             self.protect_relro(i);
@@ -1102,10 +1135,11 @@ impl<'e> Rtld<'e> {
     }
 
     fn protect_relro(&mut self, i: usize) {
-        if let (Some(relro), Some(p), Some(m)) =
-            (self.objs[i].relro, self.objs[i].placed, self.map.as_mut())
+        let o = &self.objs[i];
+        if let (Some(relro), Some(p), Some(object), Some(m)) =
+            (o.relro, o.placed, &o.object, self.map.as_mut())
         {
-            map::dl_protect_relro(&mut m.task, p.l_addr, relro);
+            map::dl_protect_relro(&mut m.task, p.l_addr, relro, object);
         }
     }
 

@@ -170,6 +170,7 @@ impl Rtld<'_> {
             is_main: true,
             rpath: PathList::Unset,
             runpath: PathList::Unset,
+            object: None,
             placed: None,
             relro: None,
             tls: None,
@@ -252,6 +253,7 @@ impl Rtld<'_> {
             is_main: false,
             rpath: PathList::None,
             runpath: PathList::None,
+            object: None,
             placed: None,
             relro: None,
             tls: None,
@@ -800,6 +802,7 @@ impl Rtld<'_> {
                 crate::mm::Prot::R,
                 crate::mm::Placement::Hint,
                 Some((file, 0)),
+                crate::mm::Maker::DlCache,
             )
             .map_err(|e| mm_err_at(&host, e))?;
         if valid {
@@ -1082,6 +1085,7 @@ impl Rtld<'_> {
             is_main: false,
             rpath: PathList::Unset,
             runpath: PathList::Unset,
+            object: None,
             placed: None,
             relro: None,
             tls: None,
@@ -1141,6 +1145,7 @@ impl Rtld<'_> {
                         crate::mm::Prot::RW,
                         crate::mm::Placement::Hint,
                         Some((file, 0)),
+                        crate::mm::Maker::DlPreloadFile,
                     )
                     .map_err(|e| mm_err_at(&host, e))?;
                 Some((addr, size))

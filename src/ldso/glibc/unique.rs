@@ -11,8 +11,9 @@
 //! This is the one part of the loaded stage that reads more than headers: every object's
 //! GNU hash table and dynamic symbol table (for the unique definitions), and, only when
 //! some object defines a unique symbol (C++), the strings and relocations of the objects
-//! scanned, until the number of tables is certain ([`unique_tables_of`]). The plan does
-//! this on a second thread as the resolver finds objects ([`UniqueScan`]).
+//! scanned, until the number of tables is certain ([`unique_tables_of`]). The plan reads
+//! per object ([`ScannedObject`], on a second thread as the loader model finds objects)
+//! and combines the objects once the list is complete ([`tables_of_scanned`]).
 //!
 //! Simplification: symbol versions are not compared (the first definition of the name in
 //! an object is taken), which matches every program checked; `DT_SYMBOLIC` scopes are not
@@ -31,7 +32,8 @@ use goblin::elf::sym::{
 };
 
 use crate::elf::dynamic::DynamicInfo;
-use crate::elf::symbols::{dl_new_hash, DynSyms, Scratch, Sym};
+pub use crate::elf::symbols::Scratch;
+use crate::elf::symbols::{dl_new_hash, DynSyms, Sym};
 use crate::elf::ElfImage;
 
 /// A small multiplicative hasher for symbol-name sets (names are short and trusted to be
@@ -328,61 +330,49 @@ pub struct UniqueAhead {
     pub tables: Vec<u64>,
 }
 
-/// What [`UniqueScan`] read (mappings of the objects' tables): dropping it unmaps them,
-/// so a thread hands the result on first and drops this after.
+/// What the tables were computed from (mappings of the objects' tables): dropping it
+/// unmaps them, so a caller in a hurry can hand the result on first and drop this after.
 pub struct TablesRead(#[allow(dead_code)] Scope);
 
-/// The unique-symbol model fed object by object as the loader model reports them
-/// ([`crate::ldso::ObjectFound`]): the symbol tables can be read while the model is still
-/// finding and mapping objects, and the tables are computed once the list is complete.
-pub struct UniqueScan {
-    lazy: bool,
-    entries: Vec<Option<ScopeEntry>>,
-    keys: Vec<Option<ObjectKey>>,
-    rtld: usize,
-    scratch: Scratch,
+/// One object of the load list read for the unique-symbol model ahead of the loader model
+/// ([`ScannedObject::scan`]): its dynamic symbols and the unique names it defines, and the
+/// file they were read from. The model combines them once the list is complete
+/// ([`tables_of_scanned`]); any object can be scanned on any thread, in any order.
+pub struct ScannedObject {
+    entry: ScopeEntry,
+    key: ObjectKey,
 }
 
-impl UniqueScan {
-    /// Lazy binding on or off.
-    pub fn new(lazy: bool) -> UniqueScan {
-        UniqueScan {
-            lazy,
-            entries: Vec::new(),
-            keys: Vec::new(),
-            rtld: usize::MAX,
-            scratch: Scratch::default(),
-        }
+impl ScannedObject {
+    /// Read object `f` (`scratch` is a buffer reused across objects); `None` without an
+    /// image or a dynamic section (nothing to look up in it).
+    pub fn scan(f: &crate::ldso::ObjectFound, scratch: &mut Scratch) -> Option<ScannedObject> {
+        let (img, d) = (f.image.as_ref()?, f.dynamic.as_ref()?);
+        Some(ScannedObject {
+            entry: scope_entry(img, d, f.index == 0, scratch),
+            key: ObjectKey::new(img, d.clone()),
+        })
     }
+}
 
-    /// Read the object the loader model just entered in the load list.
-    pub fn add(&mut self, f: crate::ldso::ObjectFound) {
-        let img = f.image;
-        if f.is_rtld {
-            self.rtld = f.index;
-        }
-        if self.entries.len() <= f.index {
-            self.entries.resize_with(f.index + 1, || None);
-            self.keys.resize(f.index + 1, None);
-        }
-        if let (Some(img), Some(d)) = (img, f.dynamic) {
-            self.entries[f.index] = Some(scope_entry(&img, &d, f.index == 0, &mut self.scratch));
-            self.keys[f.index] = Some(ObjectKey::new(&img, d));
-        }
-    }
-
-    /// The list is complete: its tables, with what was read to compute them.
-    pub fn finish(self) -> (UniqueAhead, TablesRead) {
-        let scope = Scope::from_entries(self.entries, self.rtld, self.lazy);
-        let tables = scope.tables();
-        (
-            UniqueAhead {
-                keys: self.keys,
-                tables,
-            },
-            TablesRead(scope),
-        )
-    }
+/// The unique-symbol tables of a load list from its scanned objects (by load-list index;
+/// `None` for an object without symbols), ld.so's index `rtld`, lazy binding on or off;
+/// with what was read to compute them.
+pub fn tables_of_scanned(
+    objects: Vec<Option<ScannedObject>>,
+    rtld: usize,
+    lazy: bool,
+) -> (UniqueAhead, TablesRead) {
+    let (entries, keys) = objects
+        .into_iter()
+        .map(|o| match o {
+            Some(o) => (Some(o.entry), Some(o.key)),
+            None => (None, None),
+        })
+        .unzip();
+    let scope = Scope::from_entries(entries, rtld, lazy);
+    let tables = scope.tables();
+    (UniqueAhead { keys, tables }, TablesRead(scope))
 }
 
 /// The unique-symbol tables of a program's load list: `objects` are the objects in

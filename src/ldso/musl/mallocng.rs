@@ -6,7 +6,7 @@
 //! addresses inside groups are not tracked; they never reach the kernel.
 
 use crate::mm::Task;
-use crate::mm::{Placement, Prot};
+use crate::mm::{Change, Maker, Placement, Prot};
 
 /// `UNIT`, `IB`, `MMAP_THRESHOLD` (src/malloc/mallocng/meta.h).
 pub const UNIT: u64 = 16;
@@ -257,7 +257,14 @@ impl Mallocng {
                     self.brk = BrkState::Failed;
                 } else {
                     if need_guard {
-                        let _ = t.mmap(cur, PGSZ, Prot::NONE, Placement::Fixed, None);
+                        let _ = t.mmap(
+                            cur,
+                            PGSZ,
+                            Prot::NONE,
+                            Placement::Fixed,
+                            None,
+                            Maker::MallocngBrk,
+                        );
                     }
                     self.brk = BrkState::At(new);
                     self.avail_meta_areas = new - PGSZ;
@@ -268,7 +275,14 @@ impl Mallocng {
             if self.avail_meta_area_count == 0 {
                 let n = 2u64 << self.meta_alloc_shift;
                 let p = t
-                    .mmap(0, n * PGSZ, Prot::NONE, Placement::Hint, None)
+                    .mmap(
+                        0,
+                        n * PGSZ,
+                        Prot::NONE,
+                        Placement::Hint,
+                        None,
+                        Maker::MallocngMmap,
+                    )
                     .ok()?;
                 self.avail_meta_areas = p + PGSZ;
                 self.avail_meta_area_count = (n - 1) * (PGSZ >> 12);
@@ -279,7 +293,7 @@ impl Mallocng {
                 need_unprotect = false;
             }
             if need_unprotect {
-                t.mprotect(p, PGSZ, Prot::RW);
+                t.mprotect(p, PGSZ, Prot::RW, &Change::Mallocng);
             }
             self.avail_meta_area_count -= 1;
             self.avail_meta_areas = p + 4096;
@@ -397,7 +411,14 @@ impl Mallocng {
                     needed = req;
                 }
             }
-            let Ok(p) = t.mmap(0, needed, Prot::RW, Placement::Hint, None) else {
+            let Ok(p) = t.mmap(
+                0,
+                needed,
+                Prot::RW,
+                Placement::Hint,
+                None,
+                Maker::MallocngMmap,
+            ) else {
                 self.free_meta(m);
                 return None;
             };
@@ -454,7 +475,16 @@ impl Mallocng {
         }
         if n >= MMAP_THRESHOLD {
             let needed = n + IB + UNIT;
-            let p = t.mmap(0, needed, Prot::RW, Placement::Hint, None).ok()?;
+            let p = t
+                .mmap(
+                    0,
+                    needed,
+                    Prot::RW,
+                    Placement::Hint,
+                    None,
+                    Maker::MallocngMmap,
+                )
+                .ok()?;
             self.step_seq();
             let Some(g) = self.alloc_meta(t) else {
                 t.munmap(p, needed);

@@ -73,7 +73,9 @@ use crate::elf::dynamic::read_dynamic;
 use crate::elf::{Abi, ElfImage, PT_DYNAMIC, PT_GNU_RELRO, PT_LOAD, PT_PHDR, PT_TLS};
 use crate::error::{Error, Result};
 use crate::kernel::binfmt_elf::ExecImage;
-use crate::mm::{AddressSpace, FileRef, MmError, Placement, Prot, Task};
+use crate::mm::{
+    AddressSpace, Change, FileRef, Maker, MmError, Object, Placement, Prot, Role, Task,
+};
 
 /// `sizeof (struct dso)` (ldso/dynlink.c), x86-64, without the name that follows it.
 pub const SIZEOF_DSO: u64 = 368;
@@ -289,6 +291,8 @@ struct Dso {
     /// `phdr` known (`reclaim_gaps()` walks nothing without it) and the PT_LOADs.
     loads: Option<Vec<(u64, u64, u32)>>,
     tls: Option<TlsModule>,
+    /// The object as the mappings' provenance names it, once mapped.
+    object: Option<Arc<Object>>,
 }
 
 impl Dso {
@@ -311,6 +315,7 @@ impl Dso {
             relro_end: 0,
             loads: None,
             tls: None,
+            object: None,
         }
     }
 
@@ -575,6 +580,10 @@ impl<'e> Dls3<'e> {
         (a.base, a.map, a.map_len) = (app.base, app.map, app.map_len);
         (a.relro_start, a.relro_end, a.loads) = (app.relro_start, app.relro_end, app.loads);
         (a.tls, a.path) = (tls, Some(exec.program_file.path.clone()));
+        a.object = Some(Arc::new(Object {
+            role: Role::Program,
+            path: exec.program_file.path.clone(),
+        }));
         let ldso_img = match exec.interp_image.clone() {
             Some(i) => i,
             None => Arc::new(ElfImage::open(
@@ -593,6 +602,12 @@ impl<'e> Dls3<'e> {
                 _ => None,
             })
             .or_else(|| exec.interp.as_ref().map(|i| i.path.clone()));
+        l.object = l.path.clone().map(|path| {
+            Arc::new(Object {
+                role: Role::Interpreter,
+                path,
+            })
+        });
         let a = &self.dsos[0];
         let (loads, base, rs, re) = (a.loads.clone(), a.base, a.relro_start, a.relro_end);
         self.reclaim_loads(loads.as_deref(), base, rs, re);
@@ -1075,6 +1090,10 @@ impl<'e> Dls3<'e> {
         file: Arc<FileRef>,
         dso: &mut Dso,
     ) -> Result<()> {
+        let object = Arc::new(Object {
+            role: Role::Library,
+            path: file.path.clone(),
+        });
         let noexec =
             |why: &str| Error::load_failed(host, format!("musl's map_library: {why} (ENOEXEC)"));
         let e_type = img.e_type();
@@ -1092,7 +1111,8 @@ impl<'e> Dls3<'e> {
         let mut addr_max = 0u64;
         let mut off_start = 0u64;
         let mut prot = Prot::NONE;
-        for ph in &img.phdrs {
+        let mut first_phdr = 0;
+        for (phdr, ph) in img.phdrs.iter().enumerate() {
             if ph.p_type == PT_DYNAMIC {
                 dyn_vaddr = ph.p_vaddr;
             }
@@ -1103,6 +1123,7 @@ impl<'e> Dls3<'e> {
                 addr_min = ph.p_vaddr;
                 off_start = ph.p_offset;
                 prot = seg_prot(ph.p_flags);
+                first_phdr = phdr;
             }
             addr_max = addr_max.max(ph.p_vaddr.wrapping_add(ph.p_memsz));
         }
@@ -1129,6 +1150,10 @@ impl<'e> Dls3<'e> {
                 prot,
                 Placement::Hint,
                 Some((file.clone(), off_start)),
+                Maker::MuslMapLibrary {
+                    object: object.clone(),
+                    phdr: first_phdr,
+                },
             )
             .map_err(|e| err(host, e))?;
         if e_type != ET_DYN && addr_min != 0 && map != addr_min {
@@ -1145,7 +1170,12 @@ impl<'e> Dls3<'e> {
             e_phoff >= ph.p_offset
                 && e_phoff.saturating_add(phsize) <= ph.p_offset.saturating_add(ph.p_filesz)
         });
-        for ph in img.loads() {
+        for (phdr, ph) in img
+            .phdrs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.p_type == PT_LOAD)
+        {
             let this_min = page_start(ph.p_vaddr);
             let this_max = page_align(ph.p_vaddr.wrapping_add(ph.p_memsz)).ok_or_else(bad)?;
             let off = page_start(ph.p_offset);
@@ -1159,6 +1189,10 @@ impl<'e> Dls3<'e> {
                         sprot,
                         Placement::Fixed,
                         Some((file.clone(), off)),
+                        Maker::MuslMapLibrary {
+                            object: object.clone(),
+                            phdr,
+                        },
                     )
                     .map_err(|e| err(host, e))?;
             }
@@ -1169,13 +1203,26 @@ impl<'e> Dls3<'e> {
                 if pgbrk.wrapping_sub(base) < this_max && end > pgbrk {
                     self.map_mut()
                         .task
-                        .mmap(pgbrk, end - pgbrk, sprot, Placement::Fixed, None)
+                        .mmap(
+                            pgbrk,
+                            end - pgbrk,
+                            sprot,
+                            Placement::Fixed,
+                            None,
+                            Maker::MuslZeroFill {
+                                object: object.clone(),
+                                phdr,
+                            },
+                        )
                         .map_err(|e| err(host, e))?;
                 }
             }
         }
         if dt_textrel {
-            self.map_mut().task.mprotect(map, map_len, Prot::RWX);
+            let why = Change::TextRelRwx {
+                object: object.clone(),
+            };
+            self.map_mut().task.mprotect(map, map_len, Prot::RWX, &why);
         }
         if let Some(b) = allocated_buf {
             let m = self.map_mut();
@@ -1184,6 +1231,7 @@ impl<'e> Dls3<'e> {
         (dso.relro_start, dso.relro_end) = relro_of(img);
         (dso.base, dso.map, dso.map_len) = (base, map, map_len);
         dso.loads = phdr_mapped.then(|| loads_of(img));
+        dso.object = Some(object);
         Ok(())
     }
 
@@ -1265,7 +1313,10 @@ impl<'e> Dls3<'e> {
         }
         let start = d.base.wrapping_add(d.relro_start);
         let len = d.relro_end.wrapping_sub(d.relro_start);
-        self.map_mut().task.mprotect(start, len, Prot::R);
+        let why = Change::Relro {
+            object: d.object.clone().expect("a mapped dso"),
+        };
+        self.map_mut().task.mprotect(start, len, Prot::R, &why);
     }
 }
 
