@@ -231,3 +231,66 @@ fn plan_from_captured_host_facts() {
     assert!(stderr(&o).starts_with("elfmap: /etc/hostname: not a host facts file"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every maps line of a plan says what made it: its `origin` parts cover the line exactly,
+/// in order, each naming the step that mapped it; file lines are made by a segment of
+/// their own file, and a line the loader protected after relocation (RELRO) says so.
+#[test]
+fn every_line_has_its_origin() {
+    let hex = |v: &serde_json::Value| {
+        u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let mut programs = testdata_programs();
+    programs.extend(["/usr/bin/ls", "/usr/bin/gdb", "/usr/bin/bash"].map(std::path::PathBuf::from));
+    let mut relro_lines = 0;
+    for p in &programs {
+        for stage in ["exec", "loaded", "entry"] {
+            let o = run([
+                "plan",
+                "--no-aslr",
+                "--stage",
+                stage,
+                "--format",
+                "json",
+                p.to_str().unwrap(),
+            ]);
+            if !o.status.success() {
+                continue; // a program whose library is missing, on purpose
+            }
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            for m in j["maps"].as_array().unwrap() {
+                let (start, end) = (m["start"].as_u64().unwrap(), m["end"].as_u64().unwrap());
+                let parts = m["origin"].as_array().unwrap();
+                assert!(!parts.is_empty(), "{}: {m}", p.display());
+                let mut at = start;
+                for part in parts {
+                    assert_eq!(hex(&part["start"]), at, "{}: {m}", p.display());
+                    at = hex(&part["end"]);
+                    assert!(part["by"].is_string(), "{}: {m}", p.display());
+                }
+                assert_eq!(at, end, "{}: {m}", p.display());
+                let path = m["path"].as_str().unwrap();
+                if m["inode"].as_u64().unwrap() != 0 && path != "/etc/ld.so.cache" {
+                    for part in parts {
+                        assert_eq!(part["object"]["path"], path, "{}: {m}", p.display());
+                        assert!(part["phdr"].is_u64(), "{}: {m}", p.display());
+                    }
+                }
+                let relro = parts.iter().any(|part| {
+                    part["changes"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["change"] == "relro"))
+                });
+                if relro {
+                    assert!(
+                        m["perms"].as_str().unwrap().starts_with("r-"),
+                        "{}: {m}",
+                        p.display()
+                    );
+                    relro_lines += 1;
+                }
+            }
+        }
+    }
+    assert!(relro_lines > 0, "no RELRO line seen");
+}

@@ -25,6 +25,8 @@ Examples:
   elfmap compare --no-aslr --stage entry /usr/bin/ls
                                              at AT_ENTRY; a constructor's [heap] is reported apart
   elfmap deps /usr/bin/curl                  which library file, found how (cache, RUNPATH, ...)
+  elfmap facts > host.json                   this machine's facts, to plan from elsewhere:
+  elfmap plan --facts host.json /bin/ls      the plan as that machine would make it
 Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).";
 
 #[derive(Parser)]
@@ -297,7 +299,9 @@ pub fn run() -> Result<u8, CliError> {
 fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = Target::resolve(&a.common.program, &a.common.args)?;
-    let cfg = config(&a.common, a.seed);
+    let mut cfg = config(&a.common, a.seed);
+    // JSON lists what each of the loader's allocations is for.
+    cfg.ledger = a.format == Format::Json;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
     if plan.exec.per_clear && (cfg.no_aslr || cfg.layout == Some(Layout::Legacy)) {
         eprintln!(

@@ -1237,7 +1237,7 @@ impl<'e> Rtld<'e> {
                     Some(LinkMap {
                         kind,
                         l_name: o.l_name.clone(),
-                        path: o.dep.image.as_ref().map(|im| im.path.clone()),
+                        path: o.object.as_ref().map(|ob| ob.path.clone()),
                         l_addr: p.l_addr,
                         l_map_start: p.l_map_start,
                         l_map_end: p.l_map_end,
