@@ -162,7 +162,7 @@ pub fn write_line(s: &mut Vec<u8>, f: Fields) {
 mod tests {
     use super::*;
 
-    /// Lines as this kernel printed them (spec/kernel.md 12.1, 12.3): parse and re-render.
+    /// Lines as this kernel (6.18) printed them: parse and re-render.
     #[test]
     fn round_trip_kernel_lines() {
         let real = [

@@ -1,6 +1,6 @@
 //! `ExecRandom`: the kernel's random draws at exec, each named after the function that makes
 //! it. ASLR-off planning is the same code with every draw zero; a seeded plan uses a
-//! `StdRng`. (Recovering the draws from a real sample belongs to `compare/aslr.rs`.)
+//! `StdRng`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -63,7 +63,8 @@ pub struct LoaderEnv {
     /// [`DepObject::path`] and [`DepObject::realpath`] are inside the root;
     /// [`DepObject::host_path`] is where the file is on this machine.
     pub root: Option<PathBuf>,
-    /// AT_SECURE (setuid/setgid/capabilities): spec/ldso.md 2.13.
+    /// AT_SECURE (setuid/setgid/capabilities): `__libc_enable_secure`, which turns off
+    /// LD_LIBRARY_PATH and restricts LD_PRELOAD and DSTs (elf/dl-support.c, elf/rtld.c).
     pub secure: bool,
     /// The current directory, against which relative names (LD_LIBRARY_PATH elements,
     /// DT_NEEDED with a relative '/' name) are opened. With `root`, it is inside the root.

@@ -298,21 +298,27 @@ fn file_mmap_ok(off: u64, len: u64) -> bool {
     len <= MAX_LFS_FILESIZE && off >> 12 <= (MAX_LFS_FILESIZE - len) >> 12
 }
 
+/// The layout of a 64-bit task with ASLR off, for tests of the address space's users.
+#[cfg(test)]
+pub(crate) fn test_layout() -> MmapLayout {
+    MmapLayout {
+        topdown: true,
+        mmap_base: 0x7ffff7fff000,
+        mmap_legacy_base: 0x2aaaaaaab000,
+        task_size: 0x7ffffffff000,
+        task_unmapped_base: 0x2aaaaaaab000,
+        mmap_min_addr: 0x1000,
+        stack_guard_gap: 0x100000,
+        compat: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn layout() -> MmapLayout {
-        MmapLayout {
-            topdown: true,
-            mmap_base: 0x7ffff7fff000,
-            mmap_legacy_base: 0x2aaaaaaab000,
-            task_size: 0x7ffffffff000,
-            task_unmapped_base: 0x2aaaaaaab000,
-            mmap_min_addr: 0x1000,
-            stack_guard_gap: 0x100000,
-            compat: false,
-        }
+        test_layout()
     }
 
     fn file(open_id: u32) -> Arc<FileRef> {

@@ -1,4 +1,5 @@
-//! The only `unsafe` of the crate: fork/exec under PTRACE_TRACEME, breakpoints.
+//! fork/exec under PTRACE_TRACEME, breakpoints: the observer's system calls, with the
+//! crate's largest `unsafe` blocks (each with its SAFETY comment).
 //!
 //! The child is spawned with [`Command`]; in `pre_exec` it sets its personality and
 //! RLIMIT_STACK, asks to be traced and calls execve(2) itself. The exec SIGTRAP stop is

@@ -1,7 +1,7 @@
 //! The CPU facts glibc 2.36's loader derives from CPUID and uses for the library search:
 //! the x86 ISA level (`cpu_features->isa_1`), the active glibc-hwcaps subdirectories, the
 //! legacy `dl_hwcap`/`dl_platform` values and the subdirectory list `_dl_important_hwcaps`
-//! builds from them (spec/ldso.md 2.7, 2.12).
+//! builds from them (elf/dl-hwcaps.c, sysdeps/x86/cpu-features.c).
 //!
 //! N.B. the `glibc.cpu.hwcaps`, `glibc.cpu.hwcap_mask` and `glibc.cpu.x86_*` tunables
 //! (GLIBC_TUNABLES, LD_HWCAP_MASK) can lower these values; they are not modelled.
@@ -256,7 +256,7 @@ mod tests {
             dl_hwcap_mask: HWCAP_X86_64 | HWCAP_X86_AVX512_1,
             dl_platform: "x86_64",
         };
-        // spec/ldso.md 4.4: 0x20 and 0xeb, 10 strings.
+        // As gdb showed them on `__minimal_malloc`: 0x20 and 0xeb, 10 strings.
         assert_eq!(
             dl_important_hwcaps_sizes(&hw, 8),
             HwcapsSizes {

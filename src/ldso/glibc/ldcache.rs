@@ -4,7 +4,8 @@
 //! Two layouts exist: the new format `glibc-ld.so.cache1.1` alone (what ldconfig writes since
 //! 2.32) or the old `ld.so-1.7.0` format with the new one embedded after its entries. All
 //! integers are in the file's byte order; only little-endian files are accepted (this is x86).
-//! See spec/ldso.md 2.12.
+//! The format is glibc 2.36's `elf/cache.c` / `sysdeps/generic/dl-cache.h` (`struct
+//! cache_file_new`), looked up as `elf/dl-cache.c: _dl_load_cache_lookup()` does.
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;

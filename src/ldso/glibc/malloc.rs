@@ -6,7 +6,7 @@
 //!
 //! Every allocation is recorded in a ledger (size, purpose, address), which is what
 //! `gdb -ex 'break __minimal_malloc'` on the real ld.so shows; keeping it lets a mismatch
-//! be traced to one line of spec/ldso.md 4.4.
+//! be traced to one call in ld.so.
 
 use crate::addr::{align_up, page_align, PAGE_SIZE};
 use crate::mm::{Maker, MmError, Placement, Prot, Task};
@@ -166,26 +166,17 @@ impl MinimalMalloc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::{AddressSpace, MmapLayout};
+    use crate::mm::AddressSpace;
 
     fn mm() -> Task {
-        let mm = AddressSpace::new(MmapLayout {
-            topdown: true,
-            mmap_base: 0x7ffff7fff000,
-            mmap_legacy_base: 0x2aaaaaaab000,
-            task_size: 0x7ffffffff000,
-            task_unmapped_base: 0x2aaaaaaab000,
-            mmap_min_addr: 0x1000,
-            stack_guard_gap: 0x100000,
-            compat: false,
-        });
+        let mm = AddressSpace::new(crate::mm::test_layout());
         Task {
             mm,
             read_implies_exec: false,
         }
     }
 
-    /// The hello64 ledger of spec/ldso.md 10.2: the tail of ld.so (`_end` = base + 0x342d8)
+    /// The hello64 ledger as gdb showed it on `__minimal_malloc`: the tail of ld.so (`_end` = base + 0x342d8)
     /// holds the two link maps and the hwcaps tables; the 0x140 system-directory block
     /// opens the first 8 KiB chunk.
     #[test]

@@ -25,6 +25,7 @@ use crate::elf::dynamic::read_dynamic;
 use crate::elf::{Abi, ElfImage, PT_LOAD};
 use crate::error::{Error, Result};
 use crate::ldso::{origin_of, CacheUse, DepObject, FoundVia, Missing, ObjectFound, PreloadFileUse};
+use crate::mm::{Maker, Placement, Prot};
 
 // Build-time constants of Debian 12's libc6 / libc6-i386 2.36 loaders (`ld.so --help`,
 // `ld.so --list-diagnostics`: path.system_dirs, dl_dst_lib).
@@ -782,6 +783,23 @@ impl Rtld<'_> {
         })
     }
 
+    /// Models `elf/dl-misc.c: _dl_sysdep_read_whole_file()` (mapping state only): the whole
+    /// file at host path `host` (`size` bytes) mapped private with `prot`, wherever the
+    /// kernel puts it. Returns its address.
+    fn dl_sysdep_read_whole_file(
+        &mut self,
+        host: &Path,
+        size: u64,
+        prot: Prot,
+        made_by: Maker,
+    ) -> Result<u64> {
+        let file = self.open_file(host)?;
+        let m = self.map.as_mut().expect("mapping state");
+        m.task
+            .mmap(0, size, prot, Placement::Hint, Some((file, 0)), made_by)
+            .map_err(|e| mm_err_at(host, e))
+    }
+
     /// `_dl_load_cache_lookup()`'s first call: `_dl_sysdep_read_whole_file()` maps the whole
     /// `/etc/ld.so.cache` read-only (an invalid file is unmapped again at once).
     fn map_cache(&mut self) -> Result<()> {
@@ -792,19 +810,8 @@ impl Rtld<'_> {
         if self.map.is_none() || size == 0 {
             return Ok(());
         }
-        let file = self.open_file(&host)?;
+        let addr = self.dl_sysdep_read_whole_file(&host, size, Prot::R, Maker::DlCache)?;
         let m = self.map.as_mut().expect("mapping state");
-        let addr = m
-            .task
-            .mmap(
-                0,
-                size,
-                crate::mm::Prot::R,
-                crate::mm::Placement::Hint,
-                Some((file, 0)),
-                crate::mm::Maker::DlCache,
-            )
-            .map_err(|e| mm_err_at(&host, e))?;
         if valid {
             m.cache = Some((addr, size));
         } else {
@@ -1132,23 +1139,14 @@ impl Rtld<'_> {
             path: PathBuf::from(LD_SO_PRELOAD),
             size: content.len() as u64,
         });
+        let size = content.len() as u64;
         let mapped = match self.map.is_some() {
             true => {
-                let file = self.open_file(&host)?;
-                let m = self.map.as_mut().expect("mapping state");
-                let size = content.len() as u64;
-                let addr = m
-                    .task
-                    .mmap(
-                        0,
-                        size,
-                        crate::mm::Prot::RW,
-                        crate::mm::Placement::Hint,
-                        Some((file, 0)),
-                        crate::mm::Maker::DlPreloadFile,
-                    )
-                    .map_err(|e| mm_err_at(&host, e))?;
-                Some((addr, size))
+                let made_by = Maker::DlPreloadFile;
+                Some((
+                    self.dl_sysdep_read_whole_file(&host, size, Prot::RW, made_by)?,
+                    size,
+                ))
             }
             false => None,
         };

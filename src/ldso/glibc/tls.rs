@@ -2,7 +2,7 @@
 //! init_tls()`, `elf/dl-tls.c: _dl_determine_tlsoffset()` (the `TLS_TCB_AT_TP` variant,
 //! x86), `_dl_tls_static_surplus_init()` and `_dl_allocate_tls_storage()` /
 //! `allocate_dtv()`: which sizes the minimal malloc is asked for, and where the thread
-//! pointer ends up (spec/ldso.md 4.5).
+//! pointer ends up.
 
 /// `TCB_ALIGNMENT` (sysdeps/x86/nptl/tls.h... `sysdeps/nptl/dl-tls_init_tp.c`): 64.
 pub const TCB_ALIGNMENT: u64 = 64;
@@ -128,7 +128,7 @@ mod tests {
         );
     }
 
-    /// hello64 of spec/ldso.md 10.2: libc's PT_TLS (p_vaddr 0x1cf8d0, p_memsz 0x90, p_align
+    /// hello64 as ld.so laid it out (gdb): libc's PT_TLS (p_vaddr 0x1cf8d0, p_memsz 0x90, p_align
     /// 8) gives the 0x10c8 request seen in gdb, and the thread pointer chunk + 0x740.
     #[test]
     fn ldso_tls_hello64() {
@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(thread_pointer(&t, 0x7ffff7dd1000, 2368), 0x7ffff7dd1740);
     }
 
-    /// main-all64 of spec/ldso.md 4.5: libtls's 1 MiB `__thread` array (p_vaddr 0x3db0,
+    /// main-all64 as ld.so laid it out (gdb): libtls's 1 MiB `__thread` array (p_vaddr 0x3db0,
     /// p_memsz 0x100010, p_align 16) before libc's block: a 0x1010c8 request.
     #[test]
     fn ldso_tls_big_block() {

@@ -6,7 +6,7 @@
 //! n is the number of distinct names, among the symbols referenced by the relocations
 //! processed at start-up (`elf/do-rel.h`: all of DT_RELA/DT_REL, DT_JMPREL too unless the
 //! object is relocated lazily), whose first definition in the global scope is
-//! `STB_GNU_UNIQUE` (spec/ldso.md 4.4 item 8).
+//! `STB_GNU_UNIQUE`.
 //!
 //! This is the one part of the loaded stage that reads more than headers: every object's
 //! GNU hash table and dynamic symbol table (for the unique definitions), and, only when

@@ -1,8 +1,7 @@
 //! DOC: musl 1.2.3's dynamic loader, from the exec stop to `_dl_debug_state()` and AT_ENTRY.
 //!
 //! Models `ldso/dynlink.c: __dls3()` for a program the kernel mapped (x86-64), replaying on
-//! a copy of the exec-stop address space every system call that changes it (spec/ldso.md
-//! section 8):
+//! a copy of the exec-stop address space every system call that changes it:
 //!
 //! 1. `kernel_mapped_dso()` for the program and for the loader (libc.so): their RELRO
 //!    ranges; the program's PT_TLS.
@@ -161,20 +160,24 @@ const LOAD_LIBRARY_BUF: usize = 2 * NAME_MAX + 2;
 /// `load_library()`'s default system path.
 const DEFAULT_SYS_PATH: &str = "/lib:/usr/local/lib:/usr/lib";
 
-/// The span and RELRO range of an object the kernel mapped at `base`, as
-/// `ldso/dynlink.c: kernel_mapped_dso()` computes them from the program headers.
-struct KernelMapped {
+/// Where an object is mapped, as `struct dso` records it.
+#[derive(Clone, Debug, Default)]
+struct Span {
+    /// `base`: load bias.
     base: u64,
+    /// `map`, `map_len`: the reservation (the kernel's span for kernel-mapped objects).
     map: u64,
     map_len: u64,
+    /// `relro_start`, `relro_end` (link-time, page-rounded down).
     relro_start: u64,
     relro_end: u64,
+    /// `phdr` known (`reclaim_gaps()` walks nothing without it) and the PT_LOADs.
     loads: Option<Vec<(u64, u64, u32)>>,
 }
 
 /// Models `ldso/dynlink.c: kernel_mapped_dso()`: the span of the PT_LOADs and the RELRO
 /// range of an object the kernel mapped at `base`.
-fn kernel_mapped_dso(img: &ElfImage, base: u64) -> KernelMapped {
+fn kernel_mapped_dso(img: &ElfImage, base: u64) -> Span {
     let loads = loads_of(img);
     let min_addr = loads.iter().map(|l| l.0).min().unwrap_or(0);
     let max_addr = loads
@@ -185,7 +188,7 @@ fn kernel_mapped_dso(img: &ElfImage, base: u64) -> KernelMapped {
     let min_addr = page_start(min_addr);
     let max_addr = page_align(max_addr).unwrap_or(max_addr);
     let (relro_start, relro_end) = relro_of(img);
-    KernelMapped {
+    Span {
         base,
         map: base.wrapping_add(min_addr),
         map_len: max_addr.wrapping_sub(min_addr),
@@ -282,14 +285,7 @@ struct Dso {
     kernel_mapped: bool,
     /// The file as maps shows it.
     path: Option<PathBuf>,
-    base: u64,
-    map: u64,
-    map_len: u64,
-    /// `relro_start`, `relro_end` (link-time, page-rounded down).
-    relro_start: u64,
-    relro_end: u64,
-    /// `phdr` known (`reclaim_gaps()` walks nothing without it) and the PT_LOADs.
-    loads: Option<Vec<(u64, u64, u32)>>,
+    span: Span,
     tls: Option<TlsModule>,
     /// The object as the mappings' provenance names it, once mapped.
     object: Option<Arc<Object>>,
@@ -308,12 +304,7 @@ impl Dso {
             rpath: None,
             kernel_mapped: kind != DsoKind::Library,
             path: None,
-            base: 0,
-            map: 0,
-            map_len: 0,
-            relro_start: 0,
-            relro_end: 0,
-            loads: None,
+            span: Span::default(),
             tls: None,
             object: None,
         }
@@ -324,13 +315,13 @@ impl Dso {
             kind: self.kind,
             name: self.name.clone(),
             path: self.path.clone(),
-            base: self.base,
-            map: self.map,
-            map_len: self.map_len,
-            relro: (self.relro_start != self.relro_end).then(|| {
+            base: self.span.base,
+            map: self.span.map,
+            map_len: self.span.map_len,
+            relro: (self.span.relro_start != self.span.relro_end).then(|| {
                 (
-                    self.base.wrapping_add(self.relro_start),
-                    self.base.wrapping_add(self.relro_end),
+                    self.span.base.wrapping_add(self.span.relro_start),
+                    self.span.base.wrapping_add(self.span.relro_end),
                 )
             }),
             tls: self.tls,
@@ -560,7 +551,7 @@ impl<'e> Dls3<'e> {
         let app = kernel_mapped_dso(&app_img, exec.load_bias);
         let mut tls = None;
         if let Some((vaddr, len, size, align)) = pt_tls(&app_img) {
-            let image = app.base.wrapping_add(vaddr);
+            let image = exec.load_bias.wrapping_add(vaddr);
             let offset =
                 size.wrapping_add(image.wrapping_add(size).wrapping_neg() & align.wrapping_sub(1));
             tls = Some(TlsModule {
@@ -577,8 +568,7 @@ impl<'e> Dls3<'e> {
             m.tls_align = maxp2(m.tls_align, align);
         }
         let a = &mut self.dsos[0];
-        (a.base, a.map, a.map_len) = (app.base, app.map, app.map_len);
-        (a.relro_start, a.relro_end, a.loads) = (app.relro_start, app.relro_end, app.loads);
+        a.span = app;
         (a.tls, a.path) = (tls, Some(exec.program_file.path.clone()));
         a.object = Some(Arc::new(Object {
             role: Role::Program,
@@ -592,8 +582,7 @@ impl<'e> Dls3<'e> {
         };
         let k = kernel_mapped_dso(&ldso_img, interp_load_addr);
         let l = self.ldso.as_mut().expect("the loader's dso");
-        (l.base, l.map, l.map_len) = (k.base, k.map, k.map_len);
-        (l.relro_start, l.relro_end, l.loads) = (k.relro_start, k.relro_end, k.loads);
+        l.span = k;
         l.path = exec
             .mm
             .find(interp_load_addr)
@@ -608,12 +597,10 @@ impl<'e> Dls3<'e> {
                 path,
             })
         });
-        let a = &self.dsos[0];
-        let (loads, base, rs, re) = (a.loads.clone(), a.base, a.relro_start, a.relro_end);
-        self.reclaim_loads(loads.as_deref(), base, rs, re);
-        if let Some(l) = self.ldso.take() {
-            self.reclaim_gaps(&l);
-            self.ldso = Some(l);
+        let span = self.dsos[0].span.clone();
+        self.reclaim_gaps(&span);
+        if let Some(span) = self.ldso.as_ref().map(|l| l.span.clone()) {
+            self.reclaim_gaps(&span);
         }
         Ok(())
     }
@@ -801,7 +788,7 @@ impl<'e> Dls3<'e> {
                 open_file(&host_path, id)?
             };
             self.map_library(&img, dt_textrel, &host_path, file, &mut dso)?;
-            let map = dso.map;
+            let map = dso.span.map;
             dso.path = self
                 .map_mut()
                 .task
@@ -811,14 +798,14 @@ impl<'e> Dls3<'e> {
                     crate::mm::Backing::File { file, .. } => Some(file.path.clone()),
                     _ => None,
                 });
-            self.reclaim_gaps(&dso);
+            self.reclaim_gaps(&dso.span);
             self.calloc(
                 1,
                 SIZEOF_DSO + pathname.len() as u64 + 1,
                 &format!("struct dso {pathname}"),
             )?;
             if let Some((vaddr, len, size, align)) = pt_tls(&img) {
-                let image = dso.base.wrapping_add(vaddr);
+                let image = dso.span.base.wrapping_add(vaddr);
                 if image != 0 {
                     let m = self.map_mut();
                     m.tls_cnt += 1;
@@ -1228,27 +1215,25 @@ impl<'e> Dls3<'e> {
             let m = self.map_mut();
             m.malloc.free(&mut m.task, b);
         }
-        (dso.relro_start, dso.relro_end) = relro_of(img);
-        (dso.base, dso.map, dso.map_len) = (base, map, map_len);
-        dso.loads = phdr_mapped.then(|| loads_of(img));
+        let (relro_start, relro_end) = relro_of(img);
+        dso.span = Span {
+            base,
+            map,
+            map_len,
+            relro_start,
+            relro_end,
+            loads: phdr_mapped.then(|| loads_of(img)),
+        };
         dso.object = Some(object);
         Ok(())
     }
 
-    /// Models `ldso/dynlink.c: reclaim_gaps()`: for every writable, readable PT_LOAD,
-    /// `reclaim()` the part of its first page before `p_vaddr` and the rest of its last
-    /// page after `p_vaddr + p_memsz`.
-    fn reclaim_gaps(&mut self, dso: &Dso) {
-        self.reclaim_loads(
-            dso.loads.as_deref(),
-            dso.base,
-            dso.relro_start,
-            dso.relro_end,
-        );
-    }
-
-    fn reclaim_loads(&mut self, loads: Option<&[(u64, u64, u32)]>, base: u64, rs: u64, re: u64) {
-        for &(vaddr, memsz, flags) in loads.unwrap_or_default() {
+    /// Models `ldso/dynlink.c: reclaim_gaps()`: for every writable, readable PT_LOAD of the
+    /// object mapped at `span`, `reclaim()` the part of its first page before `p_vaddr` and
+    /// the rest of its last page after `p_vaddr + p_memsz`.
+    fn reclaim_gaps(&mut self, span: &Span) {
+        let (base, rs, re) = (span.base, span.relro_start, span.relro_end);
+        for &(vaddr, memsz, flags) in span.loads.as_deref().unwrap_or_default() {
             if flags & (PF_R | PF_W) != (PF_R | PF_W) {
                 continue;
             }
@@ -1308,11 +1293,12 @@ impl<'e> Dls3<'e> {
     /// `mprotect(base + relro_start, relro_end - relro_start, PROT_READ)`.
     fn reloc_all_one(&mut self, i: usize) {
         let d = &self.dsos[i];
-        if d.relro_start == d.relro_end {
+        let s = &d.span;
+        if s.relro_start == s.relro_end {
             return;
         }
-        let start = d.base.wrapping_add(d.relro_start);
-        let len = d.relro_end.wrapping_sub(d.relro_start);
+        let start = s.base.wrapping_add(s.relro_start);
+        let len = s.relro_end.wrapping_sub(s.relro_start);
         let why = Change::Relro {
             object: d.object.clone().expect("a mapped dso"),
         };
