@@ -32,6 +32,7 @@ pub mod addr;
 pub mod compare;
 pub mod elf;
 pub mod error;
+pub mod explain;
 pub mod host;
 pub mod kernel;
 pub mod ldso;

@@ -23,6 +23,11 @@ pub struct MapsLine {
 const NAME_PAD: usize = 25 + 6 * 8 - 1;
 
 impl MapsLine {
+    /// `start-end` as maps prints it.
+    pub fn range(&self) -> String {
+        format!("{:08x}-{:08x}", self.start, self.end)
+    }
+
     /// Parse one maps line.
     pub fn parse(line: &str) -> Result<MapsLine, String> {
         let bad = || format!("not a maps line: {line:?}");

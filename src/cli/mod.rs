@@ -29,6 +29,20 @@ Examples:
   elfmap plan --facts host.json /bin/ls      the plan as that machine would make it
 Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).";
 
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  elfmap explain --no-aslr /bin/ls           every line of the maps and why it is there
+  elfmap explain --no-aslr --symbol main --symbol printf ./hello
+                                             where main and printf will be
+  elfmap explain --no-aslr --string 'Hello, world' ./hello
+                                             where the string literal lands
+  elfmap explain --no-aslr --address 0x7ffff7dd3000 /bin/ls
+                                             what is at an address, or why nothing is
+  elfmap explain --seed 1 /bin/ls            with ASLR on: one reproducible draw
+  elfmap explain --no-aslr --svg ls.svg /bin/ls
+                                             the article's picture, as SVG
+  elfmap explain --format json /bin/ls       all of it as JSON";
+
 #[derive(Parser)]
 #[command(
     name = "elfmap",
@@ -54,6 +68,11 @@ enum Cmd {
     /// (exit 0 identical, 1 different, 2 error).
     #[command(after_help = EXAMPLES)]
     Compare(RunArgs),
+    /// Explain the plan: the address space from the top down, every maps line with what
+    /// made it and why, where each section lands, the top of the stack; or answer
+    /// --symbol, --string, --address (exit 1 if one is not found).
+    #[command(after_help = EXPLAIN_EXAMPLES)]
+    Explain(ExplainArgs),
     /// The dependency tree: for each library the path the loader chooses and why, and what
     /// is missing (exit 2 if anything is).
     Deps(DepsArgs),
@@ -176,6 +195,51 @@ struct PlanArgs {
     common: Common,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ExplainFormat {
+    /// For a reader (coloured on a terminal).
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    format: ExplainFormat,
+    /// Seed for the random draws when ASLR is on: the addresses of that draw. Without it
+    /// (and without --no-aslr) addresses are given as base + offset.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where a symbol is: object, section, maps line, address (.symtab when present, else
+    /// .dynsym), every definition in the loader's lookup order. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    symbol: Vec<String>,
+    /// Where a string literal is in the program's allocated sections. Repeatable.
+    #[arg(long, value_name = "TEXT")]
+    string: Vec<String>,
+    /// --string: search the interpreter and the libraries too.
+    #[arg(long)]
+    all_objects: bool,
+    /// What is at an address (hex with 0x, or decimal). Repeatable.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    address: Vec<u64>,
+    /// Also write the picture of the address space as SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_address(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => t.replace('_', "").parse::<u64>(),
+    };
+    r.map_err(|_| format!("not an address (0x... or decimal): {s:?}"))
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Give up after this many seconds.
@@ -286,6 +350,7 @@ pub fn run() -> Result<u8, CliError> {
         Cmd::Run(a) => run_target(&a, &mut out)?,
         Cmd::Compare(a) => compare(&a, &mut out)?,
         Cmd::Deps(a) => deps(&a, &mut out)?,
+        Cmd::Explain(a) => explain(&a, &mut out)?,
         Cmd::Facts => {
             writeln!(out, "{}", HostFacts::detect().to_json())?;
             0
@@ -327,6 +392,79 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
 /// than one `close()` or `munmap()` each (about 70 system calls for gdb's plan).
 fn leave_to_exit<T>(value: T) {
     std::mem::forget(value);
+}
+
+/// `elfmap explain`.
+fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
+    use elfmap::explain::{text, Explanation};
+    let machine = facts(a.common.facts.as_ref())?;
+    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let mut cfg = config(&a.common, a.seed);
+    cfg.ledger = true;
+    let plan = elfmap::plan(&target, &cfg, &machine)?;
+    let x = Explanation::of(&plan, render::maps::lines(&plan.mm), a.seed);
+    if let Some(f) = &a.svg {
+        let svg = render::svg::render(&x);
+        std::fs::write(f, svg).map_err(|e| Error::io(f, e))?;
+    }
+    let queries = !(a.symbol.is_empty() && a.string.is_empty() && a.address.is_empty());
+    let symbols: Vec<_> = a.symbol.iter().map(|n| (n, x.find_symbol(n))).collect();
+    let strings: Vec<_> = a
+        .string
+        .iter()
+        .map(|t| (t, x.find_string(t, a.all_objects)))
+        .collect();
+    let addresses: Vec<_> = a.address.iter().map(|&ad| x.find_address(ad)).collect();
+    let missing = symbols.iter().any(|(_, h)| h.is_empty())
+        || strings.iter().any(|(_, h)| h.is_empty())
+        || addresses.iter().any(|h| h.line.is_none());
+    match a.format {
+        ExplainFormat::Json => {
+            let j = if queries {
+                serde_json::json!({
+                    "schema": "elfmap-explain/1",
+                    "symbols": symbols.iter().map(|(n, h)| serde_json::json!({"name": n, "found": h})).collect::<Vec<_>>(),
+                    "strings": strings.iter().map(|(t, h)| serde_json::json!({"text": t, "found": h})).collect::<Vec<_>>(),
+                    "addresses": addresses,
+                })
+            } else {
+                let mut v = serde_json::to_value(&x).map_err(io::Error::other)?;
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("schema".into(), "elfmap-explain/1".into());
+                }
+                v
+            };
+            serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+            writeln!(out)?;
+        }
+        ExplainFormat::Text => {
+            // Coloured into a buffer; stripped unless stdout is a terminal that wants
+            // colour (NO_COLOR, CLICOLOR_FORCE, TERM=dumb respected).
+            let mut w: Vec<u8> = Vec::new();
+            if queries {
+                for (n, h) in &symbols {
+                    text::write_symbols(&x, n, h, &mut w)?;
+                }
+                for (t, h) in &strings {
+                    text::write_strings(&x, t, h, a.all_objects, &mut w)?;
+                }
+                for h in &addresses {
+                    text::write_address(&x, h, &mut w)?;
+                }
+            } else {
+                text::write(&x, &mut w)?;
+            }
+            if anstream::AutoStream::choice(&io::stdout()) == anstream::ColorChoice::Never {
+                for part in anstream::adapter::strip_bytes(&w) {
+                    out.write_all(part)?;
+                }
+            } else {
+                out.write_all(&w)?;
+            }
+        }
+    }
+    leave_to_exit(plan);
+    Ok(if missing { 1 } else { 0 })
 }
 
 /// `elfmap run`.

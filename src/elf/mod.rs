@@ -8,6 +8,7 @@
 pub mod check;
 pub mod dynamic;
 pub mod ident;
+pub mod sections;
 pub mod symbols;
 pub mod versions;
 

@@ -13,7 +13,7 @@ use goblin::elf::program_header::PF_X;
 use super::mmap::arch_pick_mmap_layout;
 use super::personality;
 use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES, VSYSCALL_ADDR};
-use super::random::ExecRandom;
+use super::random::{Draw, DrawKind, ExecRandom};
 use super::stack::{setup_arg_pages, StackLayout, StackStrings};
 use crate::addr::{page_align, page_offset, page_start, PAGE_SIZE};
 use crate::elf::{
@@ -86,6 +86,8 @@ pub struct ExecImage {
     /// honours it, so exec cleared `PER_CLEAR_ON_SETID` from the personality: ASLR and the
     /// legacy layout cannot be switched off for it with `setarch`.
     pub per_clear: bool,
+    /// The random choices the kernel made (none without PF_RANDOMIZE), in order.
+    pub draws: Vec<Draw>,
     /// AT_SECURE: exec changes the effective ids (the loader then runs in secure mode).
     pub at_secure: bool,
     /// `bprm->filename`, the path given to execve.
@@ -430,7 +432,7 @@ pub fn load_elf_binary(
         Abi::I386 => machine.mmap_rnd_compat_bits,
     };
     let rnd = if pf_randomize {
-        random.arch_rnd(bits)
+        random.arch_rnd(DrawKind::MmapBase, bits)
     } else {
         0
     };
@@ -514,7 +516,7 @@ pub fn load_elf_binary(
                     // PIE: ELF_ET_DYN_BASE (+ arch_mmap_rnd()), aligned to maximum_alignment().
                     load_bias = profile.elf_et_dyn_base;
                     if pf_randomize {
-                        load_bias += random.arch_rnd(bits);
+                        load_bias += random.arch_rnd(DrawKind::LoadBias, bits);
                     }
                     load_bias &= !(alignment - 1);
                     placement = Placement::FixedNoReplace;
@@ -639,6 +641,7 @@ pub fn load_elf_binary(
         read_implies_exec,
         pf_randomize,
         per_clear,
+        draws: random.draws.clone(),
         at_secure: secureexec(&img, machine),
         filename: req.filename.clone(),
         vdso_base,

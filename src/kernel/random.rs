@@ -5,9 +5,57 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// Which random choice of exec a draw is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrawKind {
+    /// `arch_mmap_rnd()` for `mmap_base` (or the legacy base): `arch_pick_mmap_layout()`.
+    MmapBase,
+    /// `arch_mmap_rnd()` added to `ELF_ET_DYN_BASE` for a PIE: `load_elf_binary()`.
+    LoadBias,
+    /// `randomize_stack_top()`: pages below `STACK_TOP`.
+    StackTop,
+    /// `arch_align_stack()` of the stack's end (`setup_arg_pages()`).
+    StackEnd,
+    /// `arch_align_stack()` of the stack pointer below the strings (`create_elf_tables()`).
+    StackPointer,
+    /// `arch_randomize_brk()`: pages above the end of `.bss`.
+    Brk,
+}
+
+/// One random choice the kernel made at exec: its value, and how many values it could
+/// take, each `unit` bytes apart (the value is a multiple of `unit`, below
+/// `count * unit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Draw {
+    pub kind: DrawKind,
+    pub value: u64,
+    pub count: u64,
+    pub unit: u64,
+}
+
+impl Draw {
+    /// The number of random bits (log2 of the number of values).
+    pub fn bits(&self) -> f64 {
+        (self.count as f64).log2()
+    }
+
+    /// The largest value it could take.
+    pub fn max(&self) -> u64 {
+        self.count.saturating_sub(1).saturating_mul(self.unit)
+    }
+}
+
+/// Where the draws come from, and the draws made (in order).
+#[derive(Debug)]
+pub struct ExecRandom {
+    source: Source,
+    pub draws: Vec<Draw>,
+}
+
 /// Where the draws come from.
 #[derive(Debug)]
-pub enum ExecRandom {
+enum Source {
     /// No PF_RANDOMIZE (`setarch -R`, `randomize_va_space=0`): every draw is 0.
     Zero,
     /// Draws from `seed` (a random one if `None`), made at the first draw: an exec with
@@ -18,43 +66,68 @@ pub enum ExecRandom {
 }
 
 impl ExecRandom {
+    /// Every draw is 0.
+    pub fn zero() -> ExecRandom {
+        ExecRandom {
+            source: Source::Zero,
+            draws: Vec::new(),
+        }
+    }
+
     pub fn seeded(seed: u64) -> ExecRandom {
-        ExecRandom::Seeded(Box::new(StdRng::seed_from_u64(seed)))
+        ExecRandom {
+            source: Source::Seeded(Box::new(StdRng::seed_from_u64(seed))),
+            draws: Vec::new(),
+        }
     }
 
     /// Draws from `seed`, or from a random seed, seeded at the first draw.
     pub fn lazily_seeded(seed: Option<u64>) -> ExecRandom {
-        ExecRandom::Unseeded(seed)
+        ExecRandom {
+            source: Source::Unseeded(seed),
+            draws: Vec::new(),
+        }
     }
 
-    fn below(&mut self, n: u64) -> u64 {
-        if let ExecRandom::Unseeded(seed) = *self {
-            *self = ExecRandom::seeded(seed.unwrap_or_else(rand::random));
+    /// A draw of `kind` among `count` values `unit` bytes apart, recorded.
+    fn draw(&mut self, kind: DrawKind, count: u64, unit: u64) -> u64 {
+        if let Source::Unseeded(seed) = self.source {
+            self.source = Source::Seeded(Box::new(StdRng::seed_from_u64(
+                seed.unwrap_or_else(rand::random),
+            )));
         }
-        match self {
-            ExecRandom::Seeded(r) if n > 0 => r.random_range(0..n),
+        let n = match &mut self.source {
+            Source::Seeded(r) if count > 0 => r.random_range(0..count),
             _ => 0,
-        }
+        };
+        let value = n * unit;
+        self.draws.push(Draw {
+            kind,
+            value,
+            count,
+            unit,
+        });
+        value
     }
 
     /// arch/x86/mm/mmap.c: `arch_rnd(bits)`: a page-aligned offset below `2^bits` pages.
-    pub fn arch_rnd(&mut self, bits: u32) -> u64 {
-        self.below(1u64 << bits) << 12
+    pub fn arch_rnd(&mut self, kind: DrawKind, bits: u32) -> u64 {
+        self.draw(kind, 1u64 << bits, 4096)
     }
 
     /// fs/binfmt_elf.c: `randomize_stack_top()`: `(random & STACK_RND_MASK) << PAGE_SHIFT`.
     pub fn randomize_stack_top(&mut self, stack_rnd_mask: u64) -> u64 {
-        self.below(stack_rnd_mask + 1) << 12
+        self.draw(DrawKind::StackTop, stack_rnd_mask + 1, 4096)
     }
 
     /// arch/x86/kernel/process.c: `arch_align_stack()`: the value below 8192 subtracted.
-    pub fn arch_align_stack(&mut self) -> u64 {
-        self.below(8192)
+    pub fn arch_align_stack(&mut self, kind: DrawKind) -> u64 {
+        self.draw(kind, 8192, 1)
     }
 
     /// mm/util.c: `randomize_page(start, range)` as used by `arch_randomize_brk()`:
     /// a page offset in `[0, range)`.
     pub fn randomize_page(&mut self, range: u64) -> u64 {
-        self.below(range >> 12) << 12
+        self.draw(DrawKind::Brk, range >> 12, 4096)
     }
 }

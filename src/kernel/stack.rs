@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 
 use super::profile::{KernelProfile, KERNEL_POINTER_SIZE, STACK_EXPAND};
-use super::random::ExecRandom;
+use super::random::{DrawKind, ExecRandom};
 use crate::addr::{page_align, page_start, PAGE_SIZE};
 
 /// What exec puts on the new stack: the strings and the vector sizes.
@@ -38,8 +38,20 @@ pub struct StackLayout {
     pub start_stack: u64,
     /// `mm->arg_start`: where the argv strings begin.
     pub arg_start: u64,
+    /// `mm->env_start`: where the environment strings begin (after argv's).
+    pub env_start: u64,
+    /// AT_EXECFN: the filename string, above the environment strings.
+    pub execfn: u64,
     /// `stack_top` after `randomize_stack_top()`.
     pub stack_top: u64,
+    /// Where `create_elf_tables()` put things below the strings: the AT_PLATFORM string,
+    /// the 16 AT_RANDOM bytes, the auxv pairs, and the argv and envp pointer arrays (argc
+    /// is at `start_stack`).
+    pub platform: u64,
+    pub random_bytes: u64,
+    pub auxv: u64,
+    pub argv: u64,
+    pub envp: u64,
 }
 
 /// Models `setup_arg_pages(bprm, randomize_stack_top(STACK_TOP), ...)` followed by the
@@ -67,15 +79,15 @@ pub fn setup_arg_pages(
     }
     let randomized_top = stack_top;
     // arch_align_stack(): subtract a random value below 8 KiB (only when randomising), & ~15.
-    let align = |sp: u64, random: &mut ExecRandom| {
+    let align = |sp: u64, random: &mut ExecRandom, kind| {
         let r = if pf_randomize {
-            random.arch_align_stack()
+            random.arch_align_stack(kind)
         } else {
             0
         };
         (sp - r) & !15
     };
-    let vm_end = page_align(align(stack_top, random)).unwrap_or(stack_top);
+    let vm_end = page_align(align(stack_top, random, DrawKind::StackEnd)).unwrap_or(stack_top);
     let mut vm_start = vm_end.saturating_sub(stack_size);
     let p0 = vm_end - size;
     let rlim = rlimit_stack & !(PAGE_SIZE - 1);
@@ -84,18 +96,30 @@ pub fn setup_arg_pages(
 
     // create_elf_tables()
     let word = profile.abi.word();
-    let mut p = align(p0, random);
+    let mut p = align(p0, random, DrawKind::StackPointer);
     p -= profile.platform.len() as u64 + 1;
+    let platform = p;
     p -= 16;
+    let random_bytes = p;
     let mut sp = p - auxv_entries * 2 * word;
-    let items = (strings.argv.len() as u64 + 1) + (strings.envp.len() as u64 + 1) + 1;
+    let (argc, envc) = (strings.argv.len() as u64, strings.envp.len() as u64);
+    let items = (argc + 1) + (envc + 1) + 1;
     sp = (sp - items * word) & !15;
     vm_start = vm_start.min(page_start(sp));
+    let len = |v: &[OsString]| v.iter().map(|s| s.len() as u64 + 1).sum::<u64>();
+    let env_start = p0 + len(strings.argv);
     StackLayout {
         vm_start,
         vm_end,
         start_stack: sp,
         arg_start: p0,
+        env_start,
+        execfn: env_start + len(strings.envp),
         stack_top: randomized_top,
+        platform,
+        random_bytes,
+        argv: sp + word,
+        envp: sp + word * (argc + 2),
+        auxv: sp + word * (argc + 2 + envc + 1),
     }
 }

@@ -119,7 +119,7 @@ impl AddressSpace {
                 len: req.len,
             });
         }
-        let addr = unmapped_area::get_unmapped_area(
+        let (addr, search) = unmapped_area::get_unmapped_area_how(
             self,
             &SearchRequest {
                 addr: req.addr,
@@ -148,7 +148,7 @@ impl AddressSpace {
             },
             None => Backing::Anon,
         };
-        let vma = Vma {
+        let mut vma = Vma {
             start: addr,
             end,
             prot: req.prot,
@@ -158,6 +158,9 @@ impl AddressSpace {
             backing,
             origin: Origin::new(addr, end, req.made_by.clone()),
         };
+        if search == unmapped_area::Search::Thp {
+            vma.origin.0[0].thp_aligned = true;
+        }
         self.insert_vma(vma, merge);
         Ok(addr)
     }

@@ -112,6 +112,10 @@ pub struct Part {
     pub made_by: Maker,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// The kernel placed it on a 2 MiB boundary (`mm/huge_memory.c:
+    /// __thp_get_unmapped_area()`), so that it can be mapped with huge pages.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub thp_aligned: bool,
 }
 
 /// Where a VMA came from: its parts, in address order, covering it (nearly always one:
@@ -133,6 +137,7 @@ impl Origin {
             end,
             made_by,
             changes: Vec::new(),
+            thp_aligned: false,
         }])
     }
 
@@ -147,6 +152,9 @@ impl Origin {
                     end: p.end.min(end),
                     made_by: p.made_by.clone(),
                     changes: p.changes.clone(),
+                    // The aligned start is the first part's; a later slice does not start
+                    // there.
+                    thp_aligned: p.thp_aligned && p.start >= start,
                 })
                 .collect(),
         )

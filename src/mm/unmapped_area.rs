@@ -186,6 +186,25 @@ fn thp_get_unmapped_area(mm: &AddressSpace, addr: u64, len: u64, off: u64) -> Op
 /// mappings whose length is a multiple of 2 MiB go through the THP search; everything else
 /// through the arch search.
 pub fn get_unmapped_area(mm: &AddressSpace, req: &SearchRequest) -> Result<u64, MmError> {
+    get_unmapped_area_how(mm, req).map(|(addr, _)| addr)
+}
+
+/// Which search `get_unmapped_area()` took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// MAP_FIXED: the address as given.
+    Fixed,
+    /// `__thp_get_unmapped_area()` found a PMD-aligned (2 MiB) place.
+    Thp,
+    /// The arch search (`arch_get_unmapped_area(_topdown)()`).
+    Arch,
+}
+
+/// [`get_unmapped_area`], and which search found the address.
+pub fn get_unmapped_area_how(
+    mm: &AddressSpace,
+    req: &SearchRequest,
+) -> Result<(u64, Search), MmError> {
     let len = req.len;
     if len > mm.layout.task_size {
         return Err(MmError::NoMemory { len });
@@ -201,7 +220,7 @@ pub fn get_unmapped_area(mm: &AddressSpace, req: &SearchRequest) -> Result<u64, 
                 len,
             });
         }
-        return Ok(req.addr);
+        return Ok((req.addr, Search::Fixed));
     }
     let thp = match req.file_offset {
         Some(off) if req.thp_capable_file => thp_get_unmapped_area(mm, req.addr, len, off),
@@ -211,7 +230,7 @@ pub fn get_unmapped_area(mm: &AddressSpace, req: &SearchRequest) -> Result<u64, 
         _ => None,
     };
     match thp {
-        Some(a) => Ok(a),
-        None => arch_get_unmapped_area(mm, req.addr, len),
+        Some(a) => Ok((a, Search::Thp)),
+        None => arch_get_unmapped_area(mm, req.addr, len).map(|a| (a, Search::Arch)),
     }
 }

@@ -217,7 +217,7 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
     let mut random = if machine.randomize_va_space != 0 {
         ExecRandom::lazily_seeded(config.seed)
     } else {
-        ExecRandom::Zero
+        ExecRandom::zero()
     };
     load_elf_binary(&req, machine, &mut random)
 }

@@ -4,4 +4,5 @@
 pub mod deps;
 pub mod json;
 pub mod maps;
+pub mod svg;
 pub mod table;
