@@ -31,6 +31,19 @@ pub const fn align_down(x: u64, a: u64) -> u64 {
     x & !(a - 1)
 }
 
+/// An address as all JSON output writes addresses: a hex string (`"0x555555554000"`).
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:#x}"))
+}
+
+/// An optional address as a hex string, or null.
+pub fn opt_hex<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => hex(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,10 +5,13 @@
 /// One line of a maps file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MapsLine {
+    #[serde(serialize_with = "crate::addr::hex")]
     pub start: u64,
+    #[serde(serialize_with = "crate::addr::hex")]
     pub end: u64,
     /// `rwxp` / `r--s` ...
     pub perms: String,
+    #[serde(serialize_with = "crate::addr::hex")]
     pub offset: u64,
     pub dev_major: u32,
     pub dev_minor: u32,

@@ -321,6 +321,7 @@ fn run_request(
         rlimit_stack: cfg.rlimit_stack,
         stage: cfg.stage,
         timeout: Duration::from_secs_f64(timeout.clamp(0.01, 3600.0)),
+        peek: Vec::new(),
     })
 }
 

@@ -11,9 +11,9 @@ use goblin::elf::sym::{
 };
 use serde::Serialize;
 
-use super::{lookup_order, opt_hex, Explanation};
+use super::{lookup_order, Explanation};
+use crate::addr::{hex, opt_hex};
 use crate::elf::sections::{self, Symbol, SymbolTable};
-use crate::mm::origin::hex;
 
 /// Where a symbol is.
 #[derive(Clone, Debug, Serialize)]
@@ -337,8 +337,18 @@ impl Explanation {
                             let a = o.base.wrapping_add(y.st_value);
                             (a <= addr).then(|| (addr - a, y))
                         })
-                        // Nearest first; inside the symbol's size before past its end.
-                        .min_by_key(|(d, y)| (*d >= y.st_size.max(1), *d))
+                        // Nearest first; inside the symbol's size before past its end;
+                        // of aliases, the fewest leading underscores (puts before _IO_puts),
+                        // then a global one, then the shortest name.
+                        .min_by_key(|(d, y)| {
+                            (
+                                *d >= y.st_size.max(1),
+                                *d,
+                                y.name.len() - y.name.trim_start_matches('_').len(),
+                                y.st_bind != STB_GLOBAL,
+                                y.name.len(),
+                            )
+                        })
                         .map(|(d, y)| (y.name.clone(), d));
                 }
             }
@@ -370,6 +380,7 @@ impl Explanation {
                     return format!("in the heap's range but past the current break: {}", r.note)
                 }
                 K::Stack => return format!("in the stack's range: {}", r.note),
+                K::Gap => return format!("{}: {}", r.name, r.note),
                 _ => {}
             }
         }

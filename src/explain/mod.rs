@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::addr::{hex, opt_hex};
 use crate::elf::sections::{self, Section, SymbolTable};
 use crate::elf::{ElfImage, PT_LOAD};
 use crate::kernel::random::{Draw, DrawKind};
 use crate::maps::MapsLine;
-use crate::mm::origin::hex;
 use crate::mm::{Change, Maker, Origin, Role, Vma};
 use crate::plan::{LoaderRun, Plan};
 
@@ -156,14 +156,6 @@ pub struct ObjectView {
     pub(crate) section_headers: Vec<Section>,
     #[serde(skip)]
     pub(crate) in_scope: bool,
-}
-
-/// An optional address as a hex string (or null).
-pub(crate) fn opt_hex<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => hex(v, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// A section at its run-time address.

@@ -244,13 +244,25 @@ fn object_sections(x: &Explanation, k: usize, w: &mut dyn Write) -> io::Result<(
     if o.sections.is_empty() {
         writeln!(w, "  no section headers (the loader needs none)")?;
     }
+    let concrete = x.concrete() || o.random.is_none();
+    if !concrete {
+        writeln!(w, "  (offsets from the base: the base moves with each run)")?;
+    }
     for s in &o.sections {
+        let (a, b) = if concrete {
+            (format!("{:x}", s.start), format!("{:x}", s.end))
+        } else {
+            (
+                format!("+{:x}", s.start - o.base),
+                format!("+{:x}", s.end - o.base),
+            )
+        };
         writeln!(
             w,
-            "  {:<22} {:>18}-{:<18} {:>9}  {}{}",
+            "  {:<22} {:>16}-{:<16} {:>9}  {}{}",
             s.name,
-            at(x, Some(k), s.start),
-            format!("{:x}", s.end),
+            a,
+            b,
             human(s.end - s.start),
             s.line.map(|l| format!("line {l}")).unwrap_or_default(),
             if s.tls {
@@ -286,7 +298,17 @@ fn stack(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
     ];
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     for (a, what) in rows {
-        writeln!(w, "  {a:#018x}  {what}")?;
+        if x.concrete() {
+            writeln!(w, "  {a:#018x}  {what}")?;
+        } else {
+            writeln!(w, "  top-{:<#8x}  {what}", s.top - a)?;
+        }
+    }
+    if !x.concrete() {
+        writeln!(
+            w,
+            "  (offsets from the top of the stack VMA; it moves with randomize_stack_top() and arch_align_stack())"
+        )?;
     }
     writeln!(w)
 }
@@ -299,8 +321,8 @@ fn draws(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
     for d in &x.draws {
         writeln!(
             w,
-            "  {:<14} {:#x} of [0, {:#x}] in steps of {:#x} ({:.1} bits)",
-            format!("{:?}", d.kind),
+            "  {:<46} {:#x} of [0, {:#x}] in steps of {:#x} ({:.1} bits)",
+            d.kind.describe(),
             d.value,
             d.max(),
             d.unit,

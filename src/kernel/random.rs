@@ -23,6 +23,20 @@ pub enum DrawKind {
     Brk,
 }
 
+impl DrawKind {
+    /// What it moves, and the function that draws it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DrawKind::MmapBase => "mmap_base: arch_mmap_rnd()",
+            DrawKind::LoadBias => "a PIE's load_bias: arch_mmap_rnd()",
+            DrawKind::StackTop => "the stack top: randomize_stack_top()",
+            DrawKind::StackEnd => "the stack's end: arch_align_stack()",
+            DrawKind::StackPointer => "the stack pointer: arch_align_stack()",
+            DrawKind::Brk => "start_brk: arch_randomize_brk()",
+        }
+    }
+}
+
 /// One random choice the kernel made at exec: its value, and how many values it could
 /// take, each `unit` bytes apart (the value is a multiple of `unit`, below
 /// `count * unit`).

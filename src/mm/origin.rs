@@ -104,9 +104,9 @@ pub enum Change {
 /// One part of a VMA: the range it covers, what made it, what changed it since.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Part {
-    #[serde(serialize_with = "crate::mm::origin::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub start: u64,
-    #[serde(serialize_with = "crate::mm::origin::hex")]
+    #[serde(serialize_with = "crate::addr::hex")]
     pub end: u64,
     #[serde(flatten)]
     pub made_by: Maker,
@@ -179,9 +179,4 @@ impl Origin {
             p.changes.push(change.clone());
         }
     }
-}
-
-/// An address as JSON writes addresses: a hex string.
-pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{v:#x}"))
 }

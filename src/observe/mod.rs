@@ -28,6 +28,8 @@ pub struct RunRequest {
     pub stage: Stage,
     /// Give up (kill, reap, error) after this long.
     pub timeout: Duration,
+    /// Memory to read at the stop: `(address, length)`, each at most 64 KiB.
+    pub peek: Vec<(u64, u64)>,
 }
 
 /// What was seen at the stop.
@@ -37,13 +39,24 @@ pub struct Observation {
     /// The full text of /proc/PID/maps at the stop.
     pub maps: String,
     /// (type, value) pairs of /proc/PID/auxv, AT_NULL excluded.
+    #[serde(serialize_with = "auxv_hex")]
     pub auxv: Vec<(u64, u64)>,
     /// Fields of /proc/PID/stat: start_brk (field 47... see proc(5)), start_stack (28).
+    #[serde(serialize_with = "crate::addr::hex")]
     pub start_brk: u64,
+    #[serde(serialize_with = "crate::addr::hex")]
     pub start_stack: u64,
     pub stage: Stage,
     /// The executable's path as the kernel saw it (readlink /proc/PID/exe).
     pub exe: PathBuf,
+    /// The bytes read for each [`RunRequest::peek`] (`None`: not readable).
+    #[serde(skip)]
+    pub memory: Vec<Option<Vec<u8>>>,
+}
+
+/// auxv as `[type, "0x..."]` pairs: values in hex, as every address in JSON output.
+fn auxv_hex<S: serde::Serializer>(v: &[(u64, u64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(t, x)| (t, format!("{x:#x}"))))
 }
 
 /// Run the target to `req.stage` and observe it. Always kills and reaps the child.

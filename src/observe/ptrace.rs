@@ -71,11 +71,29 @@ fn run_inner(req: &RunRequest) -> Fallible<Observation> {
 
     let class = auxv::exe_class(pid.as_raw())?;
     let exec = observe(&tracee, class, req.stage)?;
-    match req.stage {
-        Stage::Exec => Ok(exec),
-        Stage::Entry => to_entry(&mut tracee, class, exec, &deadline),
-        Stage::Loaded => to_loaded(&mut tracee, class, exec, &deadline),
+    let mut seen = match req.stage {
+        Stage::Exec => exec,
+        Stage::Entry => to_entry(&mut tracee, class, exec, &deadline)?,
+        Stage::Loaded => to_loaded(&mut tracee, class, exec, &deadline)?,
+    };
+    seen.memory = req
+        .peek
+        .iter()
+        .map(|&(addr, len)| read_bytes(pid, addr, len.min(1 << 16)).ok())
+        .collect();
+    Ok(seen)
+}
+
+/// `len` bytes of the stopped tracee's memory at `addr`, a word at a time.
+fn read_bytes(pid: Pid, addr: u64, len: u64) -> Fallible<Vec<u8>> {
+    let (mut word, skip) = word_of(addr);
+    let want = skip + len as usize;
+    let mut bytes = Vec::with_capacity(want + 8);
+    while bytes.len() < want {
+        bytes.extend_from_slice(&peek(pid, word)?);
+        word += 8;
     }
+    Ok(bytes[skip..want].to_vec())
 }
 
 /// Read everything an [`Observation`] holds, now.
@@ -93,6 +111,7 @@ fn observe(t: &Tracee, class: ElfClass, stage: Stage) -> Fallible<Observation> {
         start_stack: stat.start_stack,
         stage,
         exe,
+        memory: Vec::new(),
     })
 }
 
@@ -520,13 +539,8 @@ fn poke(pid: Pid, addr: u64, bytes: [u8; 8]) -> Fallible<()> {
 
 /// `N` bytes of the tracee's memory at `addr`.
 fn read_mem<const N: usize>(pid: Pid, addr: u64) -> Fallible<[u8; N]> {
-    let (mut word, skip) = word_of(addr);
-    let mut bytes = Vec::with_capacity(N + 16);
-    while bytes.len() < skip + N {
-        bytes.extend_from_slice(&peek(pid, word)?);
-        word += 8;
-    }
-    Ok(bytes[skip..skip + N].try_into().unwrap())
+    let bytes = read_bytes(pid, addr, N as u64)?;
+    Ok(bytes.try_into().unwrap())
 }
 
 impl Breakpoint {
@@ -658,6 +672,7 @@ mod tests {
             rlimit_stack: None,
             stage,
             timeout: Duration::from_secs(30),
+            peek: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::mm::{Origin, Vma};
 use crate::plan::{LoaderRun, Plan};
 
 /// The version of the schema below ([`JsonPlan`]), written as `schema`.
-pub const SCHEMA: &str = "elfmap-plan/2";
+pub const SCHEMA: &str = "elfmap-plan/3";
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
