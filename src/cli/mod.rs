@@ -64,15 +64,20 @@ enum Cmd {
     /// Run PROGRAM under ptrace, stop it at the stage, print its real maps, kill it.
     #[command(after_help = EXAMPLES)]
     Run(RunArgs),
-    /// Plan and run with the same arguments and environment and diff the maps
-    /// (exit 0 identical, 1 different, 2 error).
+    /// Plan and run with the same arguments and environment and diff the maps (exit 0
+    /// identical, 1 different, 2 error). With ASLR on, the kernel's random draws are
+    /// recovered from the real maps and the plan made with them must match line for line;
+    /// --maps checks saved maps files instead of running.
     #[command(after_help = EXAMPLES)]
-    Compare(RunArgs),
+    Compare(CompareArgs),
     /// Explain the plan: the address space from the top down, every maps line with what
     /// made it and why, where each section lands, the top of the stack; or answer
     /// --symbol, --string, --address (exit 1 if one is not found).
     #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
+    /// How random each region is with ASLR on: bits and range per region from the model
+    /// (which regions share one draw); --measure N: N real runs to the exec stop beside it.
+    Entropy(EntropyArgs),
     /// The dependency tree: for each library the path the loader chooses and why, and what
     /// is missing (exit 2 if anything is).
     Deps(DepsArgs),
@@ -255,6 +260,28 @@ struct RunArgs {
     common: Common,
 }
 
+#[derive(Args)]
+struct EntropyArgs {
+    /// Also run PROGRAM this many times to the exec stop and measure.
+    #[arg(long, value_name = "N")]
+    measure: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Check this saved maps file (or every file in this directory) instead of running
+    /// PROGRAM; repeatable. One verdict line per file (the draws and the diff for one file).
+    #[arg(long, value_name = "FILE")]
+    maps: Vec<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 fn parse_rlimit(s: &str) -> Result<u64, String> {
     if s == "unlimited" || s == "infinity" {
         return Ok(RLIM_INFINITY);
@@ -301,6 +328,7 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         addr_limit_3gb: c.addr_limit_3gb,
         rlimit_stack: c.stack_limit,
         seed,
+        draws: None,
         root: c.root.clone(),
         env: None,
         ledger: false,
@@ -352,6 +380,7 @@ pub fn run() -> Result<u8, CliError> {
         Cmd::Compare(a) => compare(&a, &mut out)?,
         Cmd::Deps(a) => deps(&a, &mut out)?,
         Cmd::Explain(a) => explain(&a, &mut out)?,
+        Cmd::Entropy(a) => entropy(&a, &mut out)?,
         Cmd::Facts => {
             writeln!(out, "{}", HostFacts::detect().to_json())?;
             0
@@ -468,6 +497,138 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
     Ok(if missing { 1 } else { 0 })
 }
 
+/// `elfmap entropy`.
+fn entropy(a: &EntropyArgs, out: &mut Out) -> Result<u8, CliError> {
+    use elfmap::compare::{aslr::Sampler, entropy};
+    use std::collections::BTreeMap;
+    let machine = facts(a.common.facts.as_ref())?;
+    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let cfg = config(&a.common, None);
+    if !elfmap::kernel::personality::pf_randomize(
+        machine.randomize_va_space,
+        cfg.personality(&machine)?,
+    ) {
+        return Err(Error::Usage {
+            path: target.program.clone(),
+            reason: "ASLR is off for this run (--no-aslr or kernel.randomize_va_space=0): every region has 0 bits".into(),
+        }
+        .into());
+    }
+    let sampler = Sampler::new(&target, &cfg, &machine)?;
+    let model = entropy::model(&sampler)?;
+    let mut measured = Vec::new();
+    if let Some(n) = a.measure {
+        let mut rcfg = cfg.clone();
+        rcfg.stage = Stage::Exec;
+        let req = run_request(&target, &rcfg, &machine, 10.0)?;
+        let exec = &sampler.reference().exec;
+        let lines = render::maps::lines(&exec.mm);
+        let name_at = |addr: u64| {
+            lines
+                .iter()
+                .find(|l| l.start == addr)
+                .map(|l| l.path.clone())
+        };
+        let program = exec
+            .mm
+            .vmas()
+            .find(|v| v.origin.0.iter().any(|p| matches!(&p.made_by, elfmap::mm::Maker::ElfMap { object, .. } if object.role == elfmap::mm::Role::Program)))
+            .and_then(|v| name_at(v.start))
+            .unwrap_or_default();
+        let interp = exec.interp.as_ref().and_then(|i| name_at(i.load_addr));
+        let bar = indicatif::ProgressBar::new(n as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} runs, {eta} left")
+                .map_err(io::Error::other)?,
+        );
+        bar.set_message("measuring");
+        let mut samples: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for _ in 0..n {
+            let obs = observe::run(&req)?;
+            let maps = elfmap::maps::MapsLine::parse_all(&obs.maps)
+                .map_err(|e| Error::observe(&target.program, e))?;
+            for (r, v) in entropy::regions_of(
+                &maps,
+                &program,
+                interp.as_deref(),
+                obs.start_brk,
+                obs.start_stack,
+            ) {
+                samples.entry(r).or_default().push(v);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        measured = entropy::summarise(&samples, &model);
+    }
+    if a.json {
+        let j = serde_json::json!({ "schema": "elfmap-entropy/1", "model": model, "measured": measured });
+        serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{}: the randomness of each region with ASLR on (from the model)",
+        target.program.display()
+    )?;
+    writeln!(
+        out,
+        "{:<32} {:>6}  {:<40} {:<14} moved by",
+        "region", "bits", "range", "step"
+    )?;
+    for m in &model {
+        writeln!(
+            out,
+            "{:<32} {:>6.1}  {:<40} {:<14} {}",
+            m.region,
+            m.bits,
+            format!("{:#x}-{:#x}", m.low, m.high),
+            format!("{:#x}", m.unit),
+            m.draw.map(|d| d.describe()).unwrap_or("nothing: fixed"),
+        )?;
+    }
+    let mut shared: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in &model {
+        if let Some(d) = m.draw {
+            shared.entry(d.describe()).or_default().push(&m.region);
+        }
+    }
+    for (d, rs) in shared.iter().filter(|(_, rs)| rs.len() > 1) {
+        writeln!(
+            out,
+            "one draw ({d}) moves together: {}: one leaked address gives them all",
+            rs.join(", ")
+        )?;
+    }
+    if !measured.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "measured over {} real runs (exec stop):",
+            a.measure.unwrap_or(0)
+        )?;
+        writeln!(
+            out,
+            "{:<32} {:>8} {:>9}  {:<40} {:>8} {:>8}",
+            "region", "distinct", "step", "range seen", "bits", "model"
+        )?;
+        for m in &measured {
+            writeln!(
+                out,
+                "{:<32} {:>8} {:>9}  {:<40} {:>8.1} {:>8}",
+                m.region,
+                m.distinct,
+                format!("{:#x}", m.unit),
+                format!("{:#x}-{:#x}", m.low, m.high),
+                m.bits,
+                m.model_bits.map(|b| format!("{b:.1}")).unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(0)
+}
+
 /// `elfmap run`.
 fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
@@ -495,6 +656,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         addr_limit_3gb: false,
         rlimit_stack: None,
         seed: None,
+        draws: None,
         root: a.root.clone(),
         env: None,
         ledger: false,
@@ -532,34 +694,59 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
 }
 
 /// `elfmap compare`.
-fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
+fn compare(args: &CompareArgs, out: &mut Out) -> Result<u8, CliError> {
+    let a = &args.run;
     let machine = facts(a.common.facts.as_ref())?;
     let target = Target::resolve(&a.common.program, &a.common.args)?;
     let cfg = config(&a.common, None);
-    if elfmap::kernel::personality::pf_randomize(
+    let aslr = elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,
         cfg.personality(&machine)?,
-    ) {
-        return Err(Error::Usage {
-            path: target.program.clone(),
-            reason: "ASLR is on for this run: a line-for-line comparison needs --no-aslr \
-                     (recovering the random offsets from a real sample is not implemented yet)"
-                .into(),
+    );
+    let samples = maps_files(&args.maps)?;
+    let plan = if aslr {
+        None
+    } else {
+        Some(elfmap::plan(&target, &cfg, &machine)?)
+    };
+    if aslr || plan.as_ref().is_some_and(|p| p.exec.pf_randomize) {
+        // ASLR on (asked, or forced for a set-id program): recover the draws.
+        if !aslr {
+            eprintln!(
+                "elfmap: note: {} is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE \
+                 and ADDR_COMPAT_LAYOUT for it, so its run is randomised: comparing with the \
+                 draws recovered from it",
+                target.program.display()
+            );
         }
-        .into());
+        let sampler = elfmap::compare::aslr::Sampler::new(&target, &cfg, &machine)?;
+        return compare_aslr(
+            a, &args.maps, &samples, &target, &cfg, &machine, &sampler, out,
+        );
     }
-    let plan = elfmap::plan(&target, &cfg, &machine)?;
-    if plan.exec.pf_randomize {
-        return Err(Error::Usage {
-            path: target.program.clone(),
-            reason: "is set-user-ID or set-group-ID: exec clears ADDR_NO_RANDOMIZE and \
-                     ADDR_COMPAT_LAYOUT for it (PER_CLEAR_ON_SETID), so its layout is \
-                     randomised even with --no-aslr and cannot be compared line for line"
-                .into(),
-        }
-        .into());
-    }
+    let plan = plan.expect("planned above");
     let predicted = render::maps::render(&plan.mm);
+    if !args.maps.is_empty() {
+        let mut all = true;
+        for (f, text) in &samples {
+            let diff = Diff::new(&predicted, text);
+            all &= diff.identical();
+            if samples.len() == 1 {
+                out.write_all(diff.render().as_bytes())?;
+            }
+            writeln!(
+                out,
+                "{}: {}",
+                f.display(),
+                if diff.identical() {
+                    format!("identical ({} lines)", diff.lines.len())
+                } else {
+                    format!("different: {} lines differ", diff.differing())
+                }
+            )?;
+        }
+        return Ok(if all { 0 } else { 1 });
+    }
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
     let diff = Diff::new(&predicted, &obs.maps);
@@ -572,7 +759,47 @@ fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
         let j = serde_json::json!({ "diff": diff, "entry": verdict });
         serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
         writeln!(out)?;
-    } else if let Some(v) = &verdict {
+    } else {
+        write_diff(a, &diff, verdict.as_ref(), cfg.stage, out)?;
+    }
+    let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
+    Ok(if same { 0 } else { 1 })
+}
+
+/// The saved maps files named (a directory: every file in it, sorted), read.
+fn maps_files(names: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
+    let mut files = Vec::new();
+    for n in names {
+        if n.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(n)
+                .map_err(|e| Error::io(n, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            v.sort();
+            files.extend(v);
+        } else {
+            files.push(n.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).map_err(|e| Error::io(&f, e))?;
+            Ok((f, text))
+        })
+        .collect()
+}
+
+/// A diff, and at the entry stop what initializers made, as text.
+fn write_diff(
+    a: &RunArgs,
+    diff: &Diff,
+    verdict: Option<&elfmap::compare::entry::EntryVerdict>,
+    stage: Stage,
+    out: &mut Out,
+) -> Result<(), CliError> {
+    if let Some(v) = verdict {
         out.write_all(diff.render().as_bytes())?;
         if !v.by_initializers.is_empty() {
             writeln!(
@@ -602,28 +829,108 @@ fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
                 writeln!(out, "  {l}")?;
             }
         }
+        return Ok(());
+    }
+    if a.side_by_side {
+        out.write_all(diff.render_side_by_side().as_bytes())?;
     } else {
-        if a.side_by_side {
-            out.write_all(diff.render_side_by_side().as_bytes())?;
-        } else {
-            out.write_all(diff.render().as_bytes())?;
+        out.write_all(diff.render().as_bytes())?;
+    }
+    if diff.identical() {
+        writeln!(
+            out,
+            "identical: {} lines ({} stage)",
+            diff.lines.len(),
+            stage
+        )?;
+    } else {
+        writeln!(
+            out,
+            "different: {} of {} lines differ (- predicted only, + real only)",
+            diff.differing(),
+            diff.lines.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// `elfmap compare` with ASLR on: the draws recovered from each sample (a live run, or
+/// the saved files), checked, and the plan with them diffed.
+#[allow(clippy::too_many_arguments)]
+fn compare_aslr(
+    a: &RunArgs,
+    names: &[PathBuf],
+    samples: &[(PathBuf, String)],
+    target: &Target,
+    cfg: &Config,
+    machine: &HostFacts,
+    sampler: &elfmap::compare::aslr::Sampler,
+    out: &mut Out,
+) -> Result<u8, CliError> {
+    let live;
+    let samples: Vec<(PathBuf, &str)> = if names.is_empty() {
+        let req = run_request(target, cfg, machine, a.timeout)?;
+        live = observe::run(&req)?.maps;
+        vec![(PathBuf::from("(the real process)"), live.as_str())]
+    } else {
+        samples
+            .iter()
+            .map(|(f, t)| (f.clone(), t.as_str()))
+            .collect()
+    };
+    let one = samples.len() == 1;
+    let mut all = true;
+    let mut json = Vec::new();
+    for (f, text) in &samples {
+        let v = sampler.check(text)?;
+        all &= v.consistent();
+        if a.json {
+            json.push(serde_json::json!({ "file": f, "consistent": v.consistent(), "verdict": v }));
+            continue;
         }
-        if diff.identical() {
+        if one {
             writeln!(
                 out,
-                "identical: {} lines ({} stage)",
-                diff.lines.len(),
-                cfg.stage
+                "the kernel's random draws, recovered from the real maps:"
+            )?;
+            for d in &v.draws {
+                writeln!(
+                    out,
+                    "  {:<40} {:>#14x} of [0, {:#x}] step {:#x} ({:.0} bits){}{}",
+                    d.kind.describe(),
+                    d.value,
+                    d.max,
+                    d.unit,
+                    d.bits,
+                    if d.observed {
+                        format!(", from {}", d.from)
+                    } else {
+                        ", not visible in maps".into()
+                    },
+                    if d.possible { "" } else { "  IMPOSSIBLE" }
+                )?;
+            }
+            write_diff(a, &v.diff, v.entry.as_ref(), cfg.stage, out)?;
+        }
+        if v.consistent() {
+            writeln!(
+                out,
+                "{}: consistent: every line is where the kernel's draws put it ({} lines)",
+                f.display(),
+                v.diff.lines.len()
             )?;
         } else {
             writeln!(
                 out,
-                "different: {} of {} lines differ (- predicted only, + real only)",
-                diff.differing(),
-                diff.lines.len()
+                "{}: inconsistent: {}",
+                f.display(),
+                v.problems.join("; ")
             )?;
         }
     }
-    let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
-    Ok(if same { 0 } else { 1 })
+    if a.json {
+        serde_json::to_writer_pretty(&mut *out, &json).map_err(io::Error::other)?;
+        writeln!(out)?;
+    }
+    Ok(if all { 0 } else { 1 })
 }

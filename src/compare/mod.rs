@@ -1,6 +1,8 @@
 //! Line-by-line comparison of predicted and observed maps (start, end, perms, offset, dev,
 //! inode, path): a diff of the rendered lines.
 
+pub mod aslr;
+pub mod entropy;
 pub mod entry;
 
 use similar::{ChangeTag, TextDiff};

@@ -58,6 +58,11 @@ impl Draw {
     pub fn max(&self) -> u64 {
         self.count.saturating_sub(1).saturating_mul(self.unit)
     }
+
+    /// Whether the kernel can draw this value: a multiple of `unit` below `count * unit`.
+    pub fn possible(&self) -> bool {
+        self.unit > 0 && self.value.is_multiple_of(self.unit) && self.value <= self.max()
+    }
 }
 
 /// Where the draws come from, and the draws made (in order).
@@ -77,6 +82,8 @@ enum Source {
     Unseeded(Option<u64>),
     /// Reproducible draws from a seed.
     Seeded(Box<StdRng>),
+    /// Given values (recovered from a real sample), by kind; a kind not given draws 0.
+    Fixed(Vec<(DrawKind, u64)>),
 }
 
 impl ExecRandom {
@@ -91,6 +98,16 @@ impl ExecRandom {
     pub fn seeded(seed: u64) -> ExecRandom {
         ExecRandom {
             source: Source::Seeded(Box::new(StdRng::seed_from_u64(seed))),
+            draws: Vec::new(),
+        }
+    }
+
+    /// The given values, by kind (the draws recovered from a real sample); 0 for a kind
+    /// not given. A value is used as it is: checking it is a value the kernel can draw is
+    /// the caller's ([`Draw::possible`]).
+    pub fn fixed(values: Vec<(DrawKind, u64)>) -> ExecRandom {
+        ExecRandom {
+            source: Source::Fixed(values),
             draws: Vec::new(),
         }
     }
@@ -110,11 +127,11 @@ impl ExecRandom {
                 seed.unwrap_or_else(rand::random),
             )));
         }
-        let n = match &mut self.source {
-            Source::Seeded(r) if count > 0 => r.random_range(0..count),
+        let value = match &mut self.source {
+            Source::Seeded(r) if count > 0 => r.random_range(0..count) * unit,
+            Source::Fixed(v) => v.iter().find(|(k, _)| *k == kind).map_or(0, |(_, x)| *x),
             _ => 0,
         };
-        let value = n * unit;
         self.draws.push(Draw {
             kind,
             value,

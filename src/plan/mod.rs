@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::host::Facts;
 use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
 use crate::kernel::personality;
-use crate::kernel::random::ExecRandom;
+use crate::kernel::random::{DrawKind, ExecRandom};
 use crate::ldso::glibc::{self, Invocation, RtldOptions};
 use crate::ldso::{musl, DepGraph, Flavor, LoaderEnv};
 use crate::mm::AddressSpace;
@@ -91,6 +91,9 @@ pub struct Config {
     pub rlimit_stack: Option<u64>,
     /// Seed for a randomized plan when ASLR is on.
     pub seed: Option<u64>,
+    /// The kernel's random draws, given (recovered from a real sample): used instead of
+    /// random ones when ASLR is on.
+    pub draws: Option<Vec<(DrawKind, u64)>>,
     pub root: Option<PathBuf>,
     /// The environment given to the program; `None`: our own.
     pub env: Option<Vec<OsString>>,
@@ -110,6 +113,7 @@ impl Config {
             addr_limit_3gb: false,
             rlimit_stack: None,
             seed: None,
+            draws: None,
             root: None,
             env: None,
             ledger: false,
@@ -214,7 +218,9 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
     };
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
-    let mut random = if machine.randomize_va_space != 0 {
+    let mut random = if let (Some(d), true) = (&config.draws, machine.randomize_va_space != 0) {
+        ExecRandom::fixed(d.clone())
+    } else if machine.randomize_va_space != 0 {
         ExecRandom::lazily_seeded(config.seed)
     } else {
         ExecRandom::zero()
