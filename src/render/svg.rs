@@ -140,6 +140,9 @@ struct Band {
     bits: f64,
     color: &'static str,
     column: usize,
+    /// Its label goes above the range (the heap's, whose surroundings below are the
+    /// program's labels), not below it.
+    label_above: bool,
 }
 
 /// How heights are given.
@@ -259,7 +262,7 @@ impl<'a> Picture<'a> {
             } else if self.scale == Scale::Broken {
                 3.0
             } else {
-                5.0
+                6.0
             };
             let mut hs: Vec<f64> = Vec::new();
             for r in &self.rows[b.first..=b.last] {
@@ -1061,9 +1064,16 @@ impl<'a> Picture<'a> {
                 ),
             ];
             let h = lines.len() as f64 * PITCH;
+            let y0 = self.y_of(b.high);
+            // Beside an end of the range, not among the labels of the blocks it spans.
+            let (anchor, at) = if b.label_above {
+                (y0 - h / 2.0 - 2.0, y0 + 2.0)
+            } else {
+                (y1 + h / 2.0 + 2.0, (y1 - 2.0).max(y0))
+            };
             labels.push(Label {
-                anchor: y1 - h / 2.0 - 2.0,
-                at: (y1 - 10.0).max(self.y_of(b.high)),
+                anchor,
+                at,
                 from_x: bx,
                 lines,
                 y: 0.0,
@@ -1183,6 +1193,7 @@ fn bands(x: &Explanation, top: u128) -> Vec<Band> {
             bits: b.bits,
             color,
             column: 0,
+            label_above: r.kind == RegionKind::Heap,
         });
     }
     if let Some(b) = x
@@ -1198,6 +1209,7 @@ fn bands(x: &Explanation, top: u128) -> Vec<Band> {
             bits: b.bits,
             color: "#2e7d32",
             column: 0,
+            label_above: false,
         });
     }
     v.retain(|b| b.low < b.high);
@@ -1323,14 +1335,52 @@ fn blocks(x: &Explanation, rows: &[Row]) -> Vec<Block> {
     out
 }
 
-/// Place labels top-down: each as near its anchor as the ones above it allow.
+/// Place labels in anchor order without overlaps, each group of labels that would overlap
+/// centred on its anchors (the mean displacement zero), none above `top`.
 fn place(labels: &mut [Label], top: f64) {
+    const GAP: f64 = 2.0;
     labels.sort_by(|a, b| a.anchor.total_cmp(&b.anchor));
-    let mut next = top;
-    for l in labels.iter_mut() {
+    /// Labels `first..end` stacked from `y`; `sum` is the sum of each one's ideal top
+    /// minus its offset in the stack, `n` their number.
+    struct Group {
+        first: usize,
+        end: usize,
+        y: f64,
+        h: f64,
+        sum: f64,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
         let h = l.height();
-        l.y = (l.anchor - h / 2.0).max(next);
-        next = l.y + h + 2.0;
+        let ideal = l.anchor - h / 2.0;
+        groups.push(Group {
+            first: i,
+            end: i + 1,
+            y: ideal.max(top),
+            h: h + GAP,
+            sum: ideal,
+        });
+        // Merge with the group above while they overlap.
+        while groups.len() >= 2 {
+            let b = &groups[groups.len() - 1];
+            let a = &groups[groups.len() - 2];
+            if a.y + a.h <= b.y {
+                break;
+            }
+            let b = groups.pop().unwrap();
+            let a = groups.last_mut().unwrap();
+            a.sum += b.sum - (b.end - b.first) as f64 * a.h;
+            a.h += b.h;
+            a.end = b.end;
+            a.y = (a.sum / (a.end - a.first) as f64).max(top);
+        }
+    }
+    for g in &groups {
+        let mut y = g.y;
+        for l in &mut labels[g.first..g.end] {
+            l.y = y;
+            y += l.height() + GAP;
+        }
     }
 }
 
