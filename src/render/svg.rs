@@ -427,7 +427,7 @@ impl<'a> Picture<'a> {
             }
             Owner::Vsyscall => (
                 "[vsyscall]".into(),
-                "legacy page at a fixed address; calls trap into the kernel".into(),
+                "legacy page at a fixed address (calls trap into the kernel)".into(),
             ),
             Owner::File(p) => (short(p), p.clone()),
             Owner::Anon(label) => (
@@ -448,7 +448,7 @@ impl<'a> Picture<'a> {
             if !detail.is_empty() {
                 v.push((
                     14.0,
-                    vec![(fit(&detail, 14.0, false, LABEL_W), false, GREY)],
+                    vec![(fit(&detail, 14.0, Face::Sans, LABEL_W), false, GREY)],
                 ));
             }
             v
@@ -502,7 +502,7 @@ impl<'a> Picture<'a> {
                             false,
                             true,
                             INK,
-                            &fit(&t, 14.0, true, BAR_W - 14.0),
+                            &fit(&t, 14.0, Face::Mono, BAR_W - 14.0),
                         );
                     }
                 }
@@ -679,7 +679,7 @@ impl<'a> Picture<'a> {
             false,
             true,
             GREY,
-            &fit(&path, 16.0, true, WIDTH - 48.0),
+            &fit(&path, 16.0, Face::Mono, WIDTH - 48.0),
         );
         let sub = format!("{stage} · {aslr} · {layout}");
         text(
@@ -691,7 +691,7 @@ impl<'a> Picture<'a> {
             false,
             false,
             GREY,
-            &fit(&sub, 16.0, false, WIDTH - 48.0),
+            &fit(&sub, 16.0, Face::Sans, WIDTH - 48.0),
         );
         text(
             s,
@@ -745,7 +745,7 @@ impl<'a> Picture<'a> {
             };
             let ty = r.y + r.h / 2.0 + 5.0;
             if z != Zone::Free {
-                let tw = text_w(&what, 15.0, false) + 12.0;
+                let tw = text_w(&what, 15.0, Face::Sans) + 12.0;
                 rect(
                     s,
                     cx - tw / 2.0,
@@ -900,7 +900,7 @@ impl<'a> Picture<'a> {
             entries.push((
                 self.y_of(end_of(hi, self.top)),
                 self.y_of(lo as u128),
-                fit(&program_name, 16.0, true, REGION_RIGHT - 16.0),
+                fit(&program_name, 16.0, Face::Bold, REGION_RIGHT - 16.0),
                 "the program".into(),
             ));
         }
@@ -1016,7 +1016,7 @@ impl<'a> Picture<'a> {
                                 fit(
                                     "where brk() grows it from, at malloc's first call",
                                     14.0,
-                                    false,
+                                    Face::Sans,
                                     LABEL_W,
                                 ),
                                 false,
@@ -1570,18 +1570,37 @@ fn esc(t: &str) -> String {
     o
 }
 
-/// The estimated width of a text (DejaVu Sans-like proportions).
-fn text_w(t: &str, size: f64, bold_or_mono: bool) -> f64 {
-    t.chars().count() as f64 * size * if bold_or_mono { 0.64 } else { 0.58 }
+/// The faces of the picture's texts, for estimating their widths.
+#[derive(Clone, Copy)]
+enum Face {
+    Sans,
+    Bold,
+    Mono,
+}
+
+impl Face {
+    /// The mean advance of a character, in ems: DejaVu Sans's (the widest of the common
+    /// `sans-serif` fonts, so that the estimate holds for the others too), DejaVu Sans Mono's.
+    fn em(self) -> f64 {
+        match self {
+            Face::Sans => 0.54,
+            Face::Bold => 0.6,
+            Face::Mono => 0.61,
+        }
+    }
+}
+
+/// The estimated width of a text.
+fn text_w(t: &str, size: f64, face: Face) -> f64 {
+    t.chars().count() as f64 * size * face.em()
 }
 
 /// `t`, shortened with "…" to fit `w` pixels.
-fn fit(t: &str, size: f64, bold: bool, w: f64) -> String {
-    if text_w(t, size, bold) <= w {
+fn fit(t: &str, size: f64, face: Face, w: f64) -> String {
+    if text_w(t, size, face) <= w {
         return t.to_string();
     }
-    let per = size * if bold { 0.64 } else { 0.58 };
-    let keep = ((w / per) as usize).saturating_sub(1);
+    let keep = ((w / (size * face.em())) as usize).saturating_sub(1);
     let mut o: String = t.chars().take(keep).collect();
     o.push('…');
     o
@@ -1595,8 +1614,9 @@ fn fit_spans(spans: Vec<Span>, size: f64, w: f64) -> Vec<Span> {
         if left < size * 2.0 {
             break;
         }
-        let f = fit(&t, size, bold, left);
-        left -= text_w(&f, size, bold);
+        let face = if bold { Face::Bold } else { Face::Sans };
+        let f = fit(&t, size, face, left);
+        left -= text_w(&f, size, face);
         out.push((f, bold, fill));
     }
     out
@@ -1623,9 +1643,9 @@ mod tests {
 
     #[test]
     fn fits() {
-        assert_eq!(fit("short", 15.0, false, 500.0), "short");
-        let f = fit(&"x".repeat(200), 15.0, false, 100.0);
-        assert!(f.ends_with('…') && text_w(&f, 15.0, false) <= 100.0 + 15.0);
+        assert_eq!(fit("short", 15.0, Face::Sans, 500.0), "short");
+        let f = fit(&"x".repeat(200), 15.0, Face::Sans, 100.0);
+        assert!(f.ends_with('…') && text_w(&f, 15.0, Face::Sans) <= 100.0);
     }
 
     /// The picture of a real plan: well-formed enough (balanced tags), with its parts.
