@@ -39,6 +39,8 @@ const TOP_Y: f64 = 150.0;
 /// The smallest height of a region that carries a label (32-bit, to scale): also what the
 /// footnote calls "not to scale below".
 const MIN_LABELLED: f64 = 22.0;
+/// The smallest height of a maps line in a block (32-bit, to scale).
+const MIN_MAPPING: f64 = 6.0;
 /// One line of a label.
 const PITCH: f64 = 19.0;
 /// The height of a cut (a gap too large to draw).
@@ -254,7 +256,7 @@ impl<'a> Picture<'a> {
             r.cut = cut;
         }
         for k in 0..self.blocks.len() {
-            let min = self.block_label(k).height() + 3.0;
+            let min = self.block_label(k).height() + (MIN_LABELLED - PITCH);
             let b = &self.blocks[k];
             let per_line = matches!(b.owner, Owner::Program(_));
             let min_line = if self.detailed || per_line {
@@ -262,7 +264,7 @@ impl<'a> Picture<'a> {
             } else if self.scale == Scale::Broken {
                 3.0
             } else {
-                6.0
+                MIN_MAPPING
             };
             let mut hs: Vec<f64> = Vec::new();
             for r in &self.rows[b.first..=b.last] {
@@ -1149,9 +1151,10 @@ impl<'a> Picture<'a> {
         match self.scale {
             Scale::Linear(px) => {
                 notes.push(format!(
-                    "Drawn to scale: 1 px = {:.1} MiB, except that every mapping and labelled area is at least {} px tall",
+                    "Drawn to scale: 1 px = {:.1} MiB, except small things: each labelled block or area is at least {} px tall, each mapping at least {} px",
                     1.0 / px / (1 << 20) as f64,
-                    MIN_LABELLED as u32
+                    MIN_LABELLED as u32,
+                    MIN_MAPPING as u32
                 ));
                 notes.push(format!(
                     "(not to scale below {} px: a 4 KiB page would be a thousandth of a pixel).",
