@@ -378,8 +378,16 @@ fn pictures_render_in_a_browser() {
             continue;
         }
         // What the browser made of it: the DOM it parsed.
-        let dom = String::from_utf8_lossy(&browse(&browser, &work, &file, &os(&["--dump-dom"])))
-            .into_owned();
+        // (A second try if the browser gave nothing: a headless start can fail on a busy
+        // machine.)
+        let mut dom = String::new();
+        for _ in 0..2 {
+            dom = String::from_utf8_lossy(&browse(&browser, &work, &file, &os(&["--dump-dom"])))
+                .into_owned();
+            if !dom.trim().is_empty() {
+                break;
+            }
+        }
         if dom.contains("parsererror") || !dom.contains("<svg") {
             failures.push(format!(
                 "{}: the browser could not parse it: {}",
@@ -398,15 +406,20 @@ fn pictures_render_in_a_browser() {
         let h = svg_height(&svg);
         assert!((600..6000).contains(&h), "{}: height {h}", c.name);
         let png = work.join(format!("{}.png", c.name));
-        browse(
-            &browser,
-            &work,
-            &file,
-            &[
-                OsString::from(format!("--screenshot={}", png.display())),
-                OsString::from(format!("--window-size=1200,{h}")),
-            ],
-        );
+        for _ in 0..2 {
+            browse(
+                &browser,
+                &work,
+                &file,
+                &[
+                    OsString::from(format!("--screenshot={}", png.display())),
+                    OsString::from(format!("--window-size=1200,{h}")),
+                ],
+            );
+            if std::fs::metadata(&png).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+        }
         if let Err(e) = check_screenshot(&png, 1200, h) {
             failures.push(format!("{}: screenshot {}: {e}", c.name, png.display()));
         }
