@@ -5,8 +5,9 @@
 CARGO   ?= cargo
 # .cargo/config.toml names the target (for a static elfmap), so binaries go under it.
 ELFMAP  := target/x86_64-unknown-linux-gnu/release/elfmap
-# Debian packages the test programs need: 32-bit toolchain and loader, musl.
-APT_PKGS := gcc-multilib libc6-i386 musl-tools
+# Debian packages the tests need: 32-bit toolchain and loader, musl (the test programs);
+# chromium (tests/svg.rs opens the SVG picture in a headless browser).
+APT_PKGS := gcc-multilib libc6-i386 musl-tools chromium
 
 .PHONY: all deps build testdata test demo bench clean
 

@@ -149,6 +149,8 @@ enum Format {
     /// Key addresses and a table.
     Table,
     Json,
+    /// The picture of the address space (as `explain --svg` draws it).
+    Svg,
 }
 
 #[derive(Args, Clone)]
@@ -395,8 +397,8 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = Target::resolve(&a.common.program, &a.common.args)?;
     let mut cfg = config(&a.common, a.seed);
-    // JSON lists what each of the loader's allocations is for.
-    cfg.ledger = a.format == Format::Json;
+    // JSON lists what each of the loader's allocations is for; the picture says it too.
+    cfg.ledger = matches!(a.format, Format::Json | Format::Svg);
     let plan = elfmap::plan(&target, &cfg, &machine)?;
     if plan.exec.per_clear && (cfg.no_aslr || cfg.layout == Some(Layout::Legacy)) {
         eprintln!(
@@ -412,6 +414,10 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
             .write_all(render::maps::render(&plan.mm).as_bytes())?,
         Format::Table => render::table::write(&plan, &render::maps::lines(&plan.mm), out)?,
         Format::Json => render::json::write(&plan, &render::maps::lines(&plan.mm), out)?,
+        Format::Svg => {
+            let x = elfmap::explain::Explanation::of(&plan, render::maps::lines(&plan.mm), a.seed);
+            out.write_all(render::svg::render(&x).as_bytes())?;
+        }
     }
     leave_to_exit(plan);
     Ok(0)
