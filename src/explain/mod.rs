@@ -34,6 +34,8 @@ pub struct Explanation {
     pub aslr: bool,
     /// The seed of the draws (`--seed`), when they are reproducible.
     pub seed: Option<u64>,
+    /// The mmap layout: top-down from `mmap_base` (flexible), or bottom-up (legacy).
+    pub topdown: bool,
     /// The address space from the top down, as the classic picture names it.
     pub regions: Vec<Region>,
     /// Each maps line with what it is and why.
@@ -300,6 +302,7 @@ impl Explanation {
             kind: program_kind(plan),
             aslr: e.pf_randomize,
             seed: if e.pf_randomize { seed } else { None },
+            topdown: e.mm.layout.topdown,
             regions,
             lines,
             objects,

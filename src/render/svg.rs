@@ -184,10 +184,7 @@ const OUTLINE: &str = "#37474f";
 impl<'a> Picture<'a> {
     fn new(x: &'a Explanation) -> Picture<'a> {
         let top: u128 = if x.bits == 64 { 1 << 64 } else { 1 << 32 };
-        let topdown = !x.regions.iter().any(|r| {
-            // The region's note is the only place the layout is recorded.
-            r.kind == RegionKind::MmapArea && r.note.starts_with("the legacy layout")
-        });
+        let topdown = x.topdown;
         let bands = bands(x, top);
         let user_lines = x
             .lines
