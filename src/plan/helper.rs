@@ -231,20 +231,43 @@ impl Drop for Helper {
 /// fourth field counts them, this one included) than there are such CPUs. With every CPU
 /// busy a helper thread only competes for time: a build on the other core of this 2-vCPU
 /// machine made a helped plan of gdb twice as slow as one made alone.
+///
+/// The CPUs are those of our affinity mask (`sched_getaffinity`), not
+/// `std::thread::available_parallelism()`, which also reads the cgroup's CPU quota: about
+/// 15 system calls on /proc/self/cgroup and /sys/fs/cgroup, for a question that
+/// /proc/loadavg answers anyway. /proc/loadavg is one `seq_file` record, read at once.
 fn spare_cpu() -> bool {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpus = affinity().map_or(0, |(_, n)| n);
     if cpus < 2 {
         return false;
     }
-    let Ok(text) = std::fs::read_to_string("/proc/loadavg") else {
+    let mut buf = [0u8; 128];
+    let Ok(n) = std::fs::File::open("/proc/loadavg").and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut buf)
+    }) else {
         return true;
     };
-    let running = text
-        .split_whitespace()
-        .nth(3)
+    let running = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(3))
         .and_then(|f| f.split('/').next())
         .and_then(|n| n.parse::<usize>().ok());
     running.is_none_or(|r| r < cpus)
+}
+
+/// The CPUs we may run on (`sched_getaffinity`), and how many they are.
+fn affinity() -> Option<(libc::cpu_set_t, usize)> {
+    // SAFETY: sched_getaffinity writes at most the size given into a zeroed cpu_set_t;
+    // CPU_COUNT reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let n = usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(0);
+        Some((set, n))
+    }
 }
 
 /// Move `thread` off the CPU we run on, when we may run on another. A new thread is often
@@ -252,14 +275,13 @@ fn spare_cpu() -> bool {
 /// result: on a 2-vCPU VM the worker then started 1-3 ms late in about a third of the runs.
 fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
     use std::os::unix::thread::JoinHandleExt;
-    // SAFETY: plain libc calls on a zeroed cpu_set_t and the live thread's pthread_t.
+    let Some((mut set, n)) = affinity() else {
+        return;
+    };
+    // SAFETY: plain libc calls on a cpu_set_t and the live thread's pthread_t.
     unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return;
-        }
         let cpu = libc::sched_getcpu();
-        if cpu < 0 || libc::CPU_COUNT(&set) < 2 {
+        if cpu < 0 || n < 2 {
             return;
         }
         libc::CPU_CLR(cpu as usize, &mut set);
