@@ -104,6 +104,9 @@ pub(crate) struct Helper {
     started: bool,
     /// The start was considered (and, without a spare CPU, declined).
     declined: bool,
+    /// What the tables were computed from, when the model's thread computed them: for the
+    /// plan to hold ([`Helper::take_read`]).
+    read: Option<TablesRead>,
 }
 
 impl Helper {
@@ -118,7 +121,14 @@ impl Helper {
             prefetch: Arc::new(Prefetch::default()),
             started: false,
             declined: false,
+            read: None,
         }
+    }
+
+    /// What the unique-symbol tables were computed from (the mappings of the objects'
+    /// tables), if the model's thread computed them; the helper thread releases its own.
+    pub(crate) fn take_read(&mut self) -> Option<TablesRead> {
+        self.read.take()
     }
 
     fn start(&mut self) {
@@ -213,6 +223,8 @@ impl Ahead for Helper {
         if self.started {
             self.shared.lock().release = Some(read);
             self.shared.wake.notify_one();
+        } else {
+            self.read = Some(read);
         }
         Some(ahead)
     }
