@@ -32,19 +32,33 @@ pub struct Sym {
 /// The `st_name` of each definition of binding `binding` among the symbols in `chunk`
 /// (entries of `ESZ` bytes, `st_info` at `INFO`, `st_shndx` at `SHNDX`: only these are
 /// looked at before a match). The sizes are constants so that the loop over a large table (about
-/// 60 000 symbols for gdb's libraries) compiles to a few instructions per symbol.
+/// 60 000 symbols for gdb's libraries) compiles to a few instructions per symbol: eight
+/// entries' bindings are compared at a time, without a branch, and the rare group with a
+/// match is looked at entry by entry.
 fn names_with_binding<const ESZ: usize, const INFO: usize, const SHNDX: usize>(
     chunk: &[u8],
     binding: u8,
     found: &mut Vec<u32>,
 ) {
-    for e in chunk.chunks_exact(ESZ) {
-        let e: &[u8; ESZ] = e.try_into().expect("chunks_exact");
+    let one = |e: &[u8], found: &mut Vec<u32>| {
         let shndx = u16::from_le_bytes([e[SHNDX], e[SHNDX + 1]]);
         if e[INFO] >> 4 == binding && u32::from(shndx) != SHN_UNDEF {
             found.push(u32::from_le_bytes([e[0], e[1], e[2], e[3]]));
         }
+    };
+    let groups = chunk.chunks_exact(8 * ESZ);
+    let rest = groups.remainder();
+    for g in groups {
+        let g = &g[..8 * ESZ];
+        let mut hit = false;
+        for k in 0..8 {
+            hit |= g[k * ESZ + INFO] >> 4 == binding;
+        }
+        if hit {
+            g.chunks_exact(ESZ).for_each(|e| one(e, found));
+        }
     }
+    rest.chunks_exact(ESZ).for_each(|e| one(e, found));
 }
 
 /// The GNU hash table (`DT_GNU_HASH`) as file offsets.

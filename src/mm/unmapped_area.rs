@@ -86,7 +86,7 @@ pub fn unmapped_area_topdown(
         .vmas
         .get(top)
         .map_or(high_limit, |v| vm_start_gap(mm, v).min(high_limit));
-    for v in mm.vmas.range(..top).rev() {
+    for v in mm.vmas[..top].iter().rev() {
         let lo = v.end.max(low_limit);
         if fits(lo, hi) {
             return Some(hi - len);

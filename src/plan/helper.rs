@@ -66,10 +66,10 @@ impl Shared {
     }
 }
 
-/// Read one object for the unique-symbol model and its version-array size.
-fn scan(found: &ObjectFound, scratch: &mut Scratch) -> Scanned {
+/// Read one object for the unique-symbol model and, with `ndx`, its version-array size.
+fn scan(found: &ObjectFound, scratch: &mut Scratch, ndx: bool) -> Scanned {
     let ndx = match (&found.image, &found.dynamic) {
-        (Some(img), Some(d)) => Some(crate::elf::versions::highest_version_index(img, d)),
+        (Some(img), Some(d)) if ndx => Some(crate::elf::versions::highest_version_index(img, d)),
         _ => None,
     };
     Scanned {
@@ -104,6 +104,9 @@ pub(crate) struct Helper {
     started: bool,
     /// The start was considered (and, without a spare CPU, declined).
     declined: bool,
+    /// What the tables were computed from, when the model's thread computed them: for the
+    /// plan to hold ([`Helper::take_read`]).
+    read: Option<TablesRead>,
 }
 
 impl Helper {
@@ -118,7 +121,14 @@ impl Helper {
             prefetch: Arc::new(Prefetch::default()),
             started: false,
             declined: false,
+            read: None,
         }
+    }
+
+    /// What the unique-symbol tables were computed from (the mappings of the objects'
+    /// tables), if the model's thread computed them; the helper thread releases its own.
+    pub(crate) fn take_read(&mut self) -> Option<TablesRead> {
+        self.read.take()
     }
 
     fn start(&mut self) {
@@ -195,8 +205,10 @@ impl Ahead for Helper {
         let mut todo: Vec<ObjectFound> = w.objects.drain(..).collect();
         todo.extend(w.scanning.clone());
         drop(w);
+        // The version-array sizes were wanted before the tables (`_dl_check_all_versions`
+        // runs before the relocations): the model read those the helper had not.
         for f in &todo {
-            let s = scan(f, &mut scratch);
+            let s = scan(f, &mut scratch, false);
             store(&mut self.shared.lock(), f.index, s);
         }
         let mut w = self.shared.lock();
@@ -211,6 +223,8 @@ impl Ahead for Helper {
         if self.started {
             self.shared.lock().release = Some(read);
             self.shared.wake.notify_one();
+        } else {
+            self.read = Some(read);
         }
         Some(ahead)
     }
@@ -229,20 +243,43 @@ impl Drop for Helper {
 /// fourth field counts them, this one included) than there are such CPUs. With every CPU
 /// busy a helper thread only competes for time: a build on the other core of this 2-vCPU
 /// machine made a helped plan of gdb twice as slow as one made alone.
+///
+/// The CPUs are those of our affinity mask (`sched_getaffinity`), not
+/// `std::thread::available_parallelism()`, which also reads the cgroup's CPU quota: about
+/// 15 system calls on /proc/self/cgroup and /sys/fs/cgroup, for a question that
+/// /proc/loadavg answers anyway. /proc/loadavg is one `seq_file` record, read at once.
 fn spare_cpu() -> bool {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let cpus = affinity().map_or(0, |(_, n)| n);
     if cpus < 2 {
         return false;
     }
-    let Ok(text) = std::fs::read_to_string("/proc/loadavg") else {
+    let mut buf = [0u8; 128];
+    let Ok(n) = std::fs::File::open("/proc/loadavg").and_then(|mut f| {
+        use std::io::Read;
+        f.read(&mut buf)
+    }) else {
         return true;
     };
-    let running = text
-        .split_whitespace()
-        .nth(3)
+    let running = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(3))
         .and_then(|f| f.split('/').next())
         .and_then(|n| n.parse::<usize>().ok());
     running.is_none_or(|r| r < cpus)
+}
+
+/// The CPUs we may run on (`sched_getaffinity`), and how many they are.
+fn affinity() -> Option<(libc::cpu_set_t, usize)> {
+    // SAFETY: sched_getaffinity writes at most the size given into a zeroed cpu_set_t;
+    // CPU_COUNT reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let n = usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(0);
+        Some((set, n))
+    }
 }
 
 /// Move `thread` off the CPU we run on, when we may run on another. A new thread is often
@@ -250,14 +287,13 @@ fn spare_cpu() -> bool {
 /// result: on a 2-vCPU VM the worker then started 1-3 ms late in about a third of the runs.
 fn on_another_cpu<T>(thread: &std::thread::JoinHandle<T>) {
     use std::os::unix::thread::JoinHandleExt;
-    // SAFETY: plain libc calls on a zeroed cpu_set_t and the live thread's pthread_t.
+    let Some((mut set, n)) = affinity() else {
+        return;
+    };
+    // SAFETY: plain libc calls on a cpu_set_t and the live thread's pthread_t.
     unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return;
-        }
         let cpu = libc::sched_getcpu();
-        if cpu < 0 || libc::CPU_COUNT(&set) < 2 {
+        if cpu < 0 || n < 2 {
             return;
         }
         libc::CPU_CLR(cpu as usize, &mut set);
@@ -281,7 +317,7 @@ fn helper(shared: &Shared, prefetch: &Prefetch, env: &LoaderEnv) {
         if let Some(f) = w.objects.pop_front() {
             w.scanning = Some(f.clone());
             drop(w);
-            let s = scan(&f, &mut scratch);
+            let s = scan(&f, &mut scratch, true);
             w = shared.lock();
             store(&mut w, f.index, s);
             w.scanning = None;
@@ -360,8 +396,12 @@ mod tests {
             assert_eq!(graph.warnings, alone.warnings, "{p}");
             for (i, o) in graph.objects.iter().enumerate() {
                 if let (Some(img), Some(d)) = (&o.image, &o.dynamic) {
-                    let direct = crate::elf::versions::highest_version_index(img, d);
-                    assert_eq!(helper.version_ndx(i, img), Some(direct), "{p}: object {i}");
+                    // Those the helper did not get to are not computed again for
+                    // the tables (the model has read them by then).
+                    if let Some(ndx) = helper.version_ndx(i, img) {
+                        let direct = crate::elf::versions::highest_version_index(img, d);
+                        assert_eq!(ndx, direct, "{p}: object {i}");
+                    }
                 }
             }
             let inputs: Vec<_> = graph

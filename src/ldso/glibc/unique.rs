@@ -57,7 +57,7 @@ impl Hasher for NameHasher {
 }
 
 type NameSet = HashSet<Box<[u8]>, BuildHasherDefault<NameHasher>>;
-type NameMap<V> = HashMap<Box<[u8]>, V, BuildHasherDefault<NameHasher>>;
+type NameMap<'a, V> = HashMap<Cow<'a, [u8]>, V, BuildHasherDefault<NameHasher>>;
 
 /// `ALLOWED_STT` of `check_match()`: NOTYPE, OBJECT, FUNC, COMMON, TLS, GNU_IFUNC.
 const ALLOWED_STT: u32 = (1 << STT_NOTYPE)
@@ -408,67 +408,97 @@ fn count_references(
         return 0;
     }
     let filter = HashFilter::new(defined.iter().map(|n| &**n));
-    // Name -> resolves to a unique definition (per type class that matters: COPY skips the
-    // program, PLT rejects undefined symbols with a value).
-    let mut resolved: NameMap<[Option<bool>; 3]> =
+    // The candidate names met so far (defined unique somewhere in the scope), numbered;
+    // per number: whether it resolves to a unique definition, per type class that matters
+    // (COPY skips the program, PLT rejects undefined symbols with a value), and whether it
+    // is counted. Names are borrowed from the string tables, which outlive the count.
+    let mut ids: NameMap<'_, u32> =
         NameMap::with_capacity_and_hasher(defined.len(), Default::default());
-    let mut seen = NameSet::with_capacity_and_hasher(defined.len(), Default::default());
+    let mut names: Vec<Cow<'_, [u8]>> = Vec::with_capacity(defined.len());
+    let mut resolved: Vec<[Option<bool>; 3]> = Vec::with_capacity(defined.len());
+    let mut seen: Vec<bool> = Vec::with_capacity(defined.len());
+    let mut count = 0u64;
+    // Per symbol index of the object being scanned: 0 not looked at, 1 not a candidate,
+    // 2 + the candidate's number.
+    let mut memo: Vec<u32> = Vec::new();
     for &(i, lazy) in relocated {
         let Some(obj) = scope.get(i).and_then(Option::as_ref) else {
             continue;
         };
         obj.load_all();
-        // Per symbol index: 0 not looked at, 1 irrelevant, 2 a candidate name.
-        let mut memo = vec![0u8; usize::try_from(obj.nsyms).unwrap_or(0)];
+        memo.clear();
+        memo.resize(usize::try_from(obj.nsyms).unwrap_or(0), 0);
         references(obj, lazy, |rsym, class| {
-            let slot = usize::try_from(rsym).ok().and_then(|r| memo.get_mut(r));
-            if let Some(m) = &slot {
-                if **m == 1 {
-                    return true;
-                }
-            }
-            let Some(name) =
-                lookup_name(obj, rsym, &filter, defined).filter(|n| defined.contains(&**n))
-            else {
-                if let Some(m) = slot {
-                    *m = 1;
-                }
-                return true;
-            };
-            if let Some(m) = slot {
-                *m = 2;
-            }
-            let ci = usize::from(class.min(2));
-            if !resolved.contains_key(&*name) {
-                resolved.insert(name.to_vec().into_boxed_slice(), [None; 3]);
-            }
-            let entry = resolved.get_mut(&*name).expect("inserted above");
-            let unique = *entry[ci].get_or_insert_with(|| {
-                let h = dl_new_hash(&name);
-                for m in scope.iter().flatten() {
-                    if class & CLASS_COPY != 0 && m.is_executable {
-                        continue;
-                    }
-                    if let Some(s) = lookup(m, &name, h, class) {
-                        let vis = s.st_other & 3;
-                        if vis == STV_HIDDEN || vis == STV_INTERNAL {
-                            continue;
+            let slot = usize::try_from(rsym).ok().filter(|&r| r < memo.len());
+            let id = match slot.map(|r| memo[r]) {
+                Some(1) => return true,
+                Some(m) if m >= 2 => m - 2,
+                _ => {
+                    let Some(name) =
+                        lookup_name(obj, rsym, &filter, defined).filter(|n| defined.contains(&**n))
+                    else {
+                        if let Some(r) = slot {
+                            memo[r] = 1;
                         }
-                        return s.st_info >> 4 == STB_GNU_UNIQUE;
+                        return true;
+                    };
+                    let id = match ids.get(&*name) {
+                        Some(&id) => id,
+                        None => {
+                            let id = names.len() as u32;
+                            names.push(name.clone());
+                            ids.insert(name, id);
+                            resolved.push([None; 3]);
+                            seen.push(false);
+                            id
+                        }
+                    };
+                    if let Some(r) = slot {
+                        memo[r] = id + 2;
                     }
+                    id
                 }
-                false
-            });
-            if unique && !seen.contains(&*name) {
-                seen.insert(name.into_owned().into_boxed_slice());
+            };
+            let ci = usize::from(class.min(2));
+            let unique = match resolved[id as usize][ci] {
+                Some(u) => u,
+                None => {
+                    let u = resolves_unique(scope, &names[id as usize], class);
+                    resolved[id as usize][ci] = Some(u);
+                    u
+                }
+            };
+            if unique && !seen[id as usize] {
+                seen[id as usize] = true;
+                count += 1;
             }
-            (seen.len() as u64) < enough
+            count < enough
         });
-        if seen.len() as u64 >= enough {
+        if count >= enough {
             break;
         }
     }
-    seen.len() as u64
+    count
+}
+
+/// Whether `name`, looked up for type class `class` in the global scope `scope`
+/// (`do_lookup_x()` over the search list), first resolves to a `STB_GNU_UNIQUE`
+/// definition.
+fn resolves_unique(scope: &[Option<DynSyms>], name: &[u8], class: u8) -> bool {
+    let h = dl_new_hash(name);
+    for m in scope.iter().flatten() {
+        if class & CLASS_COPY != 0 && m.is_executable {
+            continue;
+        }
+        if let Some(s) = lookup(m, name, h, class) {
+            let vis = s.st_other & 3;
+            if vis == STV_HIDDEN || vis == STV_INTERNAL {
+                continue;
+            }
+            return s.st_info >> 4 == STB_GNU_UNIQUE;
+        }
+    }
+    false
 }
 
 /// Models `elf/dl-misc.c: _dl_higher_prime_number()`: the smallest listed prime >= n.
