@@ -45,6 +45,16 @@ demo: deps testdata build
 	@echo; echo "== /bin/ls after the dynamic loader: every library, RELRO, ld.so's own memory (line diff)"
 	@echo "\$$ elfmap compare --no-aslr --stage loaded /bin/ls"
 	@$(ELFMAP) compare --no-aslr --stage loaded /bin/ls
+	@echo; echo "== why each line is there: hello32's sections, and where main, printf and a string land"
+	@echo "\$$ elfmap explain --no-aslr --3gb --symbol main --symbol printf --string hi testdata/build/hello32"
+	@$(ELFMAP) explain --no-aslr --3gb --symbol main --symbol printf --string hi testdata/build/hello32
+	@echo "\$$ elfmap explain --no-aslr --3gb --svg hello32.svg testdata/build/hello32   (the picture: open hello32.svg)"
+	@$(ELFMAP) explain --no-aslr --3gb --svg hello32.svg testdata/build/hello32 > /dev/null
+	@echo; echo "== ASLR on: the kernel's draws recovered from a real run of ls, and checked"
+	@echo "\$$ elfmap compare --stage loaded /bin/ls | head -8; ... | tail -1"
+	@$(ELFMAP) compare --stage loaded /bin/ls > .demo-aslr.txt; head -8 .demo-aslr.txt; tail -1 .demo-aslr.txt; rm -f .demo-aslr.txt
+	@echo; echo "\$$ elfmap entropy --measure 300 /bin/ls"
+	@$(ELFMAP) entropy --measure 300 /bin/ls
 	@echo; echo "== where ls's libraries come from"
 	@echo "\$$ elfmap deps /bin/ls"
 	@$(ELFMAP) deps /bin/ls

@@ -24,6 +24,11 @@ Examples:
   elfmap compare --no-aslr /usr/bin/ssh      every library mapped, at the loader's rendezvous
   elfmap compare --no-aslr --stage entry /usr/bin/ls
                                              at AT_ENTRY; a constructor's [heap] is reported apart
+  elfmap compare /usr/bin/ls                 ASLR on: the kernel's draws recovered, then the diff
+  elfmap compare --maps saved/ /usr/bin/ls   check saved maps files (a crash report, old runs)
+  elfmap entropy --measure 1000 /usr/bin/ls  bits per region: the model, and 1000 real runs
+  elfmap explain --no-aslr --symbol printf /bin/ls
+                                             why each line is there; where a symbol lands
   elfmap deps /usr/bin/curl                  which library file, found how (cache, RUNPATH, ...)
   elfmap facts > host.json                   this machine's facts, to plan from elsewhere:
   elfmap plan --facts host.json /bin/ls      the plan as that machine would make it
