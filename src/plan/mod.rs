@@ -199,6 +199,9 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
     let mut held = Held::default();
     let (mm, deps, loader) = match config.stage {
         Stage::Exec => (exec.mm.clone(), None, None),
+        // AT_ENTRY of a program without PT_INTERP is its own first instruction: for ld.so
+        // run as a command that is before it loads anything (the rendezvous comes later).
+        Stage::Entry if exec.interp.is_none() => (exec.mm.clone(), None, None),
         Stage::Loaded | Stage::Entry => match load(&exec, target, config, machine, &mut held)? {
             None => (exec.mm.clone(), None, None),
             Some((mut mm, graph, run)) => {
