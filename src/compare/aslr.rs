@@ -461,14 +461,7 @@ impl<'a> Sampler<'a> {
             .vmas()
             .any(|v| v.origin.0.iter().any(|part| part.thp_aligned));
         let e = &self.reference.exec;
-        let max_align = |img: &crate::elf::ElfImage| {
-            img.phdrs
-                .iter()
-                .filter(|ph| ph.p_type == crate::elf::PT_LOAD)
-                .map(|ph| ph.p_align)
-                .max()
-                .unwrap_or(0)
-        };
+        let max_align = |img: &crate::elf::ElfImage| crate::elf::maximum_alignment(&img.phdrs);
         let align = if e.interp.is_some() {
             e.interp_image.as_deref().map_or(0, max_align)
         } else {
@@ -504,9 +497,8 @@ impl<'a> Sampler<'a> {
         let e = &self.reference.exec;
         let first_vaddr = e
             .program_image
-            .phdrs
-            .iter()
-            .find(|p| p.p_type == crate::elf::PT_LOAD)
+            .loads()
+            .next()
             .map_or(0, |p| crate::addr::page_start(p.p_vaddr));
         let target = e.load_bias.wrapping_add(first_vaddr).wrapping_add(delta);
         crate::addr::page_align(target.saturating_sub(e.profile.elf_et_dyn_base))

@@ -107,15 +107,7 @@ pub fn model(sampler: &Sampler) -> Result<Vec<RegionEntropy>> {
     let topdown = e.mm.layout.topdown;
     // The program.
     if let Some(d) = draw(DrawKind::LoadBias) {
-        let align = e
-            .program_image
-            .phdrs
-            .iter()
-            .filter(|p| p.p_type == crate::elf::PT_LOAD)
-            .map(|p| p.p_align)
-            .max()
-            .unwrap_or(PAGE_SIZE)
-            .max(PAGE_SIZE);
+        let align = crate::elf::maximum_alignment(&e.program_image.phdrs);
         let b = e.profile.elf_et_dyn_base;
         let lo = b & !(align - 1);
         let hi = (b + d.max()) & !(align - 1);
@@ -138,9 +130,8 @@ pub fn model(sampler: &Sampler) -> Result<Vec<RegionEntropy>> {
     } else if e.e_type == goblin::elf::header::ET_EXEC {
         let at = e
             .program_image
-            .phdrs
-            .iter()
-            .find(|p| p.p_type == crate::elf::PT_LOAD)
+            .loads()
+            .next()
             .map_or(0, |p| crate::addr::page_start(p.p_vaddr));
         out.push(RegionEntropy {
             region: "the program (ET_EXEC)".into(),

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::addr::{hex, opt_hex};
 use crate::elf::sections::{self, Section, SymbolTable};
-use crate::elf::{ElfImage, PT_LOAD};
+use crate::elf::ElfImage;
 use crate::kernel::random::{Draw, DrawKind};
 use crate::maps::MapsLine;
 use crate::mm::{Change, Maker, Origin, Role, Vma};
@@ -750,13 +750,7 @@ fn placement_reason(plan: &Plan, role: Role, who: &str) -> Reason {
             e.load_bias
         ),
         _ => {
-            let first = e
-                .program_image
-                .phdrs
-                .iter()
-                .find(|ph| ph.p_type == PT_LOAD)
-                .map(|ph| ph.p_vaddr)
-                .unwrap_or(0);
+            let first = e.program_image.loads().next().map_or(0, |ph| ph.p_vaddr);
             let default = match (e.abi.word(), first) {
                 (8, 0x400000) => " (GNU ld's default link address on x86-64)",
                 (4, 0x08048000) => " (GNU ld's default link address on i386, from the System V i386 ABI: 128 MiB + 288 KiB)",
@@ -1027,10 +1021,4 @@ pub(crate) fn lookup_order(x: &Explanation) -> Vec<usize> {
     let mut v: Vec<usize> = (0..x.objects.len()).collect();
     v.sort_by_key(|&i| (x.objects[i].scope.is_none(), x.objects[i].scope, i));
     v
-}
-
-/// The PT_LOADs of an image (for finding which segment holds a section).
-#[allow(dead_code)]
-pub(crate) fn loads(img: &ElfImage) -> impl Iterator<Item = &crate::elf::Phdr> {
-    img.phdrs.iter().filter(|p| p.p_type == PT_LOAD)
 }
