@@ -671,7 +671,11 @@ fn explain_line(plan: &Plan, objects: &[ObjectView], maps: MapsLine, v: &Vma) ->
                     label = "RELRO".into();
                     reason(
                         format!("{who}'s PT_GNU_RELRO (.data.rel.ro, .dynamic, .got ...): written during relocation, then made read-only, so part of the writable segment shows r--p"),
-                        "elf/dl-reloc.c: _dl_protect_relro()",
+                        if matches!(plan.loader, Some(LoaderRun::Musl(_))) {
+                            "musl ldso/dynlink.c: reloc_all()"
+                        } else {
+                            "elf/dl-reloc.c: _dl_protect_relro()"
+                        },
                     )
                 }
                 Change::Hole { .. } => {
