@@ -28,7 +28,7 @@ if command -v cargo-fuzz >/dev/null && rustup run nightly rustc --version >/dev/
       | grep -E "^(stat::|==|#[0-9]+ *DONE|INFO: Running|SUMMARY|Crash|.*ERROR)" || true
   done
 else
-  cargo build --release --no-default-features --bin drive
+  cargo build --release --no-default-features --features stable-driver --bin drive
   for t in $TARGETS; do
     echo "== $t ($SECS s, the stable driver)"
     timeout "$SECS" target/release/drive "$t" "corpus/$t" 100000000 || true

@@ -510,15 +510,28 @@ fn differential(n: usize, seed: u64) -> Report {
                         .unwrap();
                     let f = file.to_str().unwrap();
                     let plan = plan_verdict(&run(["plan", "--no-aslr", "--stage", "exec", f]));
-                    let real = run_verdict(&run([
-                        "run",
-                        "--no-aslr",
-                        "--stage",
-                        "exec",
-                        "--timeout",
-                        "10",
-                        f,
-                    ]));
+                    let real_run = || {
+                        run_verdict(&run([
+                            "run",
+                            "--no-aslr",
+                            "--stage",
+                            "exec",
+                            "--timeout",
+                            "10",
+                            f,
+                        ]))
+                    };
+                    let mut real = real_run();
+                    // ETXTBSY: the other thread's fork held this file's write descriptor
+                    // (open for writing a moment ago) until its exec: the harness's race,
+                    // not the kernel's verdict on the file. Ask again.
+                    for _ in 0..5 {
+                        if real != Verdict::Refused("ETXTBSY".into()) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        real = real_run();
+                    }
                     let mut r = report.lock().unwrap();
                     r.mutants += 1;
                     *r.by_kind.entry(real.short()).or_default() += 1;

@@ -79,6 +79,8 @@ fn not_elf_truncated_directory_missing() {
     let d = tempdir("basic");
     let text = d.join("script.txt");
     std::fs::write(&text, "hello, world\n").unwrap();
+    assert_clean_error("plan", &text, "EACCES"); // not executable
+    std::fs::set_permissions(&text, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     assert_clean_error("plan", &text, "not an ELF file");
 
     let full = std::fs::read(testdata().join("hello64pie")).unwrap();
@@ -99,6 +101,7 @@ fn not_elf_truncated_directory_missing() {
 
     let empty = d.join("empty");
     std::fs::write(&empty, b"").unwrap();
+    std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     assert_clean_error("plan", &empty, "not an ELF file");
 
     assert_clean_error("plan", &d, "is a directory");
@@ -128,9 +131,15 @@ fn kernel_refusals_agree_with_execve() {
     ));
 
     let mut e = Elf64::load(&src);
-    let s = b"/etc/passwd\0";
+    // An executable file that is not ELF (a shell script).
+    let s = b"/usr/bin/ldd\0";
     e.0[off..off + s.len()].copy_from_slice(s);
     cases.push((e.write(&d, "interp-not-elf"), "ELIBBAD"));
+
+    let mut e = Elf64::load(&src);
+    let s = b"/etc/passwd\0"; // no execute permission: open_exec() refuses it
+    e.0[off..off + s.len()].copy_from_slice(s);
+    cases.push((e.write(&d, "interp-not-executable"), "EACCES"));
 
     let mut e = Elf64::load(&src);
     let ip = e.phdrs(PT_INTERP)[0];
@@ -216,7 +225,7 @@ fn killed_after_the_point_of_no_return() {
     let mut e = Elf64::load(&src);
     let l = *e.phdrs(PT_LOAD).last().unwrap();
     e.set_u64(l + 0x28, 1 << 46); // a bss of 64 TiB: past TASK_SIZE
-    cases.push((e.write(&d, "huge-bss"), "TASK_SIZE"));
+    cases.push((e.write(&d, "huge-bss"), "elf_map"));
 
     // The data segment's file part cut off: clearing its bss tail faults (padzero()).
     let mut e = Elf64::load(&testdata().join("bigbss64"));
