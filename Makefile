@@ -9,7 +9,7 @@ ELFMAP  := target/x86_64-unknown-linux-gnu/release/elfmap
 # chromium (tests/svg.rs opens the SVG picture in a headless browser).
 APT_PKGS := gcc-multilib libc6-i386 musl-tools chromium
 
-.PHONY: all deps build testdata test demo bench clean
+.PHONY: all deps build testdata test demo bench clean fuzz differential
 
 all: build
 
@@ -64,6 +64,16 @@ bench: build
 	@command -v hyperfine >/dev/null && command -v libtree >/dev/null || \
 	  { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq hyperfine libtree >/dev/null; }
 	bench/run.sh
+
+# Differential testing against the real kernel (FUZZING.md): ELFMAP_DIFF_N mutants (10,000)
+# of the test programs and a few system ones, elfmap's verdict and maps against execve's.
+differential: deps testdata
+	ELFMAP_DIFF_N=$${ELFMAP_DIFF_N:-10000} $(CARGO) test --profile test-release --test differential -- --ignored differential_full --nocapture
+
+# Fuzzing (not part of `make test`; FUZZING.md): every target for FUZZ_SECONDS each (600)
+# under cargo-fuzz (nightly), with a 2 GiB memory limit.
+fuzz: deps testdata
+	fuzz/run.sh $${FUZZ_SECONDS:-600}
 
 clean:
 	$(CARGO) clean

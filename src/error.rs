@@ -24,6 +24,19 @@ pub enum Error {
         /// The errno name execve would return (ENOEXEC, EINVAL, ELIBBAD, ...).
         errno: &'static str,
     },
+    /// The kernel's execve gets past its point of no return (`begin_new_exec()`) and then
+    /// fails: the process is killed (SIGSEGV) before the program's first instruction.
+    #[error("{}: execve fails after the point of no return: the process is killed with {signal} ({step}: {reason}, {errno})", path.display())]
+    ExecKilled {
+        path: PathBuf,
+        /// The signal the task dies of (`force_fatal_sig(SIGSEGV)` in `bprm_execve()`).
+        signal: &'static str,
+        /// The kernel function that failed (`elf_map`, `padzero`, `create_elf_tables` ...).
+        step: &'static str,
+        /// The errno the failed step returned (never seen by anyone: the task dies).
+        errno: &'static str,
+        reason: String,
+    },
     /// The dynamic loader would fail (missing library, wrong class, ...).
     #[error("{}: the dynamic loader would fail: {reason}", path.display())]
     LoadFailed { path: PathBuf, reason: String },

@@ -79,19 +79,29 @@ fn not_elf_truncated_directory_missing() {
     let d = tempdir("basic");
     let text = d.join("script.txt");
     std::fs::write(&text, "hello, world\n").unwrap();
+    assert_clean_error("plan", &text, "EACCES"); // not executable
+    std::fs::set_permissions(&text, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     assert_clean_error("plan", &text, "not an ELF file");
 
     let full = std::fs::read(testdata().join("hello64pie")).unwrap();
+    // The kernel reads a short file's header as zeros past its end: no program headers.
     let trunc = d.join("trunc-header");
     std::fs::write(&trunc, &full[..20]).unwrap();
-    assert_clean_error("plan", &trunc, "truncated");
+    std::fs::set_permissions(&trunc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_clean_error("plan", &trunc, "ENOEXEC");
 
     let trunc_ph = d.join("trunc-phdrs");
     std::fs::write(&trunc_ph, &full[..70]).unwrap();
-    assert_clean_error("plan", &trunc_ph, "truncated");
+    std::fs::set_permissions(
+        &trunc_ph,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    assert_clean_error("plan", &trunc_ph, "past the end of the file");
 
     let empty = d.join("empty");
     std::fs::write(&empty, b"").unwrap();
+    std::fs::set_permissions(&empty, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     assert_clean_error("plan", &empty, "not an ELF file");
 
     assert_clean_error("plan", &d, "is a directory");
@@ -121,9 +131,15 @@ fn kernel_refusals_agree_with_execve() {
     ));
 
     let mut e = Elf64::load(&src);
-    let s = b"/etc/passwd\0";
+    // An executable file that is not ELF (a shell script).
+    let s = b"/usr/bin/ldd\0";
     e.0[off..off + s.len()].copy_from_slice(s);
     cases.push((e.write(&d, "interp-not-elf"), "ELIBBAD"));
+
+    let mut e = Elf64::load(&src);
+    let s = b"/etc/passwd\0"; // no execute permission: open_exec() refuses it
+    e.0[off..off + s.len()].copy_from_slice(s);
+    cases.push((e.write(&d, "interp-not-executable"), "EACCES"));
 
     let mut e = Elf64::load(&src);
     let ip = e.phdrs(PT_INTERP)[0];
@@ -144,22 +160,136 @@ fn kernel_refusals_agree_with_execve() {
     cases.push((e.write(&d, "relocatable"), "ET_REL"));
 
     let mut e = Elf64::load(&src);
+    e.0[0] = b'X'; // no magic: no handler takes it
+    cases.push((e.write(&d, "no-magic"), "ENOEXEC"));
+
+    let mut e = Elf64::load(&src);
+    e.set_u16(0x38, 1171); // 65,576 bytes of program headers: more than load_elf_phdrs() reads
+    cases.push((e.write(&d, "too-many-phdrs"), "program headers"));
+
+    let mut e = Elf64::load(&src);
+    e.set_u16(0x12, 3); // EM_386: the compat handler reads it as a 32-bit file
+    cases.push((e.write(&d, "em386-in-64bit-layout"), "ENOEXEC"));
+
+    let mut e = Elf64::load(&src);
+    let s = b"\0";
+    e.0[off..off + s.len()].copy_from_slice(s); // an empty PT_INTERP string
+    cases.push((e.write(&d, "interp-empty"), "EACCES"));
+
+    let mut e = Elf64::load(&src);
+    let s = b"/usr/lib32/ld-linux.so.2\0"; // a 32-bit interpreter for a 64-bit program
+    if Path::new("/usr/lib32/ld-linux.so.2").exists() && s.len() <= len {
+        e.0[off..off + s.len()].copy_from_slice(s);
+        cases.push((e.write(&d, "interp-wrong-arch"), "ELIBBAD"));
+    }
+
+    for (p, needle) in &cases {
+        let err = assert_clean_error("plan", p, needle);
+        assert!(err.contains("the kernel would refuse"), "{err}");
+        // The real execve refuses it too, with the same errno.
+        let errno = err
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches([')', '\n']);
+        let real = assert_clean_error("run", p, "execve failed");
+        assert!(real.contains(errno), "plan: {err}\nrun: {real}");
+    }
+}
+
+/// Files the kernel takes past the point of no return (`begin_new_exec()`) and then fails
+/// on: the process is killed with SIGSEGV before its first instruction. `plan` says so
+/// (exit 2, one line), and `run` sees exactly that.
+#[test]
+fn killed_after_the_point_of_no_return() {
+    let d = tempdir("killed");
+    let src = testdata().join("hello64pie");
+    let mut cases: Vec<(PathBuf, &str)> = Vec::new();
+
+    let mut e = Elf64::load(&src);
     let l = e.phdrs(PT_LOAD)[1];
     let memsz = e.u64(l + 0x28);
-    e.set_u64(l + 0x20, memsz + 0x1000); // p_filesz > p_memsz
+    e.set_u64(l + 0x20, memsz + 0x1000); // p_filesz > p_memsz: checked after elf_load()
     cases.push((e.write(&d, "filesz-gt-memsz"), "p_filesz"));
 
     let mut e = Elf64::load(&src);
     let l = e.phdrs(PT_LOAD)[1];
     let off1 = e.u64(l + 8);
-    e.set_u64(l + 8, off1 + 8); // p_offset no longer congruent with p_vaddr
-    cases.push((e.write(&d, "misaligned-offset"), "modulo the page size"));
+    e.set_u64(l + 8, off1 + 8); // p_offset no longer congruent with p_vaddr: vm_mmap() EINVAL
+    cases.push((e.write(&d, "misaligned-offset"), "not page-aligned"));
+
+    let mut e = Elf64::load(&testdata().join("static64"));
+    e.set_u64(0x18, 0xffff_ffff_ffff_0000); // e_entry above TASK_SIZE, no interpreter
+    cases.push((e.write(&d, "entry-above-task-size"), "entry point"));
+
+    let mut e = Elf64::load(&src);
+    let l = *e.phdrs(PT_LOAD).last().unwrap();
+    e.set_u64(l + 0x28, 1 << 46); // a bss of 64 TiB: past TASK_SIZE
+    cases.push((e.write(&d, "huge-bss"), "elf_map"));
+
+    // The data segment's file part cut off: clearing its bss tail faults (padzero()).
+    let mut e = Elf64::load(&testdata().join("bigbss64"));
+    let l = *e.phdrs(PT_LOAD).last().unwrap();
+    let end = (e.u64(l + 8) + e.u64(l + 0x20)) as usize;
+    if e.u64(l + 0x28) > e.u64(l + 0x20) && !end.is_multiple_of(4096) {
+        e.0.truncate(end / 4096 * 4096);
+        cases.push((e.write(&d, "truncated-data"), "padzero"));
+    }
 
     for (p, needle) in &cases {
         let err = assert_clean_error("plan", p, needle);
-        assert!(err.contains("the kernel would refuse"), "{err}");
-        // The real execve refuses it too.
-        assert_clean_error("run", p, "");
+        assert!(
+            err.contains("execve fails after the point of no return") && err.contains("SIGSEGV"),
+            "{err}"
+        );
+        assert_clean_error(
+            "run",
+            p,
+            "execve failed after the point of no return: the process was killed with SIGSEGV",
+        );
+    }
+}
+
+/// What the kernel never reads: `e_ident[EI_CLASS]`, `EI_DATA`, `EI_VERSION`, `EI_OSABI`.
+/// A parser refuses such files; the kernel runs them, and so the plan must be the real maps.
+/// EM_486 is taken by the compat handler like EM_386.
+#[test]
+fn ident_bytes_the_kernel_ignores() {
+    let d = tempdir("ident");
+    let mut cases = Vec::new();
+    for (name, i, v) in [
+        ("class-32", 4usize, 1u8),
+        ("class-0", 4, 0),
+        ("data-big-endian", 5, 2),
+        ("version-9", 6, 9),
+        ("osabi-freebsd", 7, 9),
+    ] {
+        let mut e = Elf64::load(&testdata().join("hello64pie"));
+        e.0[i] = v;
+        cases.push(e.write(&d, name));
+    }
+    let mut e = Elf64::load(&testdata().join("hello32"));
+    e.set_u16(0x12, 6); // EM_486
+    cases.push(e.write(&d, "hello32-em486"));
+    let mut e = Elf64::load(&testdata().join("hello32"));
+    e.0[4] = 2; // says ELFCLASS64, is read as 32-bit (EM_386)
+    cases.push(e.write(&d, "hello32-class64"));
+    for p in &cases {
+        let o = run([
+            "compare",
+            "--no-aslr",
+            "--stage",
+            "exec",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}{}",
+            p.display(),
+            stdout(&o),
+            stderr(&o)
+        );
     }
 }
 
@@ -201,4 +331,52 @@ fn usage_errors() {
     let o = run(["plan", "no-such-command-anywhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not found in PATH"));
+}
+
+/// Hostile trees: a symlink loop as the program and as its interpreter, and a sparse
+/// 8 GiB program file (only headers are read: bounded time, a clear message or the maps).
+#[test]
+fn symlink_loops_and_a_sparse_huge_program() {
+    use std::os::unix::fs::symlink;
+    let d = tempdir("trees");
+    let (a, b) = (d.join("loop-a"), d.join("loop-b"));
+    let _ = std::fs::remove_file(&a);
+    let _ = std::fs::remove_file(&b);
+    symlink(&b, &a).unwrap();
+    symlink(&a, &b).unwrap();
+    assert_clean_error("plan", &a, "Too many levels of symbolic links");
+    assert_clean_error("run", &a, "ELOOP");
+
+    // PT_INTERP naming the loop: execve says ELOOP, and so does the plan.
+    let mut e = Elf64::load(&testdata().join("hello64pie"));
+    let ip = e.phdrs(PT_INTERP)[0];
+    let (off, len) = (e.u64(ip + 8) as usize, e.u64(ip + 0x20) as usize);
+    let name = format!("{}\0", a.display());
+    if name.len() <= len {
+        e.0[off..off + name.len()].copy_from_slice(name.as_bytes());
+        let p = e.write(&d, "interp-loop");
+        assert_clean_error("plan", &p, "ELOOP");
+        assert_clean_error("run", &p, "ELOOP");
+    }
+
+    let big = Elf64::load(&testdata().join("hello64pie")).write(&d, "sparse-8g");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let o = run([
+        "compare",
+        "--no-aslr",
+        "--stage",
+        "exec",
+        big.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(["plan", "--no-aslr", big.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let _ = std::fs::remove_file(&big);
 }

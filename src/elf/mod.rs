@@ -27,6 +27,9 @@ pub use goblin::elf::program_header::{
     PT_DYNAMIC, PT_GNU_RELRO, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, PT_TLS,
 };
 
+/// `EM_486` (include/uapi/linux/elf-em.h: "Perhaps disused"), which goblin does not name.
+pub const EM_486: u16 = 6;
+
 /// ELF classes and machines we model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Abi {
@@ -107,6 +110,19 @@ impl ElfImage {
     /// Everything is checked against the file length before it is read, so truncated or
     /// hostile files give an error, never a panic or a huge allocation.
     pub fn open(path: &Path) -> Result<ElfImage> {
+        ElfImage::open_with(path, None)
+    }
+
+    /// Open `path` as the kernel's ELF handler for `class` reads it: the header and program
+    /// headers laid out for `class` whatever `e_ident[EI_CLASS]` and `EI_DATA` say (the
+    /// kernel never looks at them; see `kernel::verdict`), the header zero-filled past the
+    /// end of a short file as `prepare_binprm()` leaves it. A file whose `e_ident` already
+    /// says `class`, little-endian, is read exactly as [`ElfImage::open`] reads it.
+    pub fn open_as(path: &Path, class: ident::ElfClass) -> Result<ElfImage> {
+        ElfImage::open_with(path, Some(class))
+    }
+
+    fn open_with(path: &Path, class: Option<ident::ElfClass>) -> Result<ElfImage> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
@@ -121,7 +137,18 @@ impl ElfImage {
         file.read_exact_at(&mut buf[..n], 0)
             .map_err(|e| Error::io(path, e))?;
         let head = &buf[..n];
-        let (header, phdrs, ctx) = parse_headers(path, &file, len, head)?;
+        let (header, phdrs, ctx) = match class {
+            Some(class) if !ident_says(head, class) => {
+                // The kernel's reading: e_ident patched to say `class`, little-endian, in a
+                // copy, the buffer zero past the file's end.
+                let mut patched = buf;
+                patched[header::EI_CLASS] = class.ei_class();
+                patched[header::EI_DATA] = header::ELFDATA2LSB;
+                let m = n.max(class.ehdr_size());
+                parse_headers(path, &file, len, &patched[..m])?
+            }
+            _ => parse_headers(path, &file, len, head)?,
+        };
         let mut ehdr = [0u8; EHDR_BYTES];
         let ehdr_len = n.min(EHDR_BYTES);
         ehdr[..ehdr_len].copy_from_slice(&head[..ehdr_len]);
@@ -222,7 +249,8 @@ impl ElfImage {
     pub fn abi(&self) -> Option<Abi> {
         match (self.is_64(), self.header.e_machine) {
             (true, header::EM_X86_64) => Some(Abi::X86_64),
-            (false, header::EM_386) => Some(Abi::I386),
+            // The compat handler takes EM_486 too (`compat_elf_check_arch()`).
+            (false, header::EM_386 | EM_486) => Some(Abi::I386),
             _ => None,
         }
     }
@@ -300,6 +328,13 @@ impl<'a> FileWindow<'a> {
     pub fn u32_at(&mut self, off: u64) -> Option<u32> {
         self.bytes(off).map(u32::from_le_bytes)
     }
+}
+
+/// `head` (a file's first bytes) has the magic and says `class`, little-endian.
+fn ident_says(head: &[u8], class: ident::ElfClass) -> bool {
+    head.len() >= class.ehdr_size()
+        && head[header::EI_CLASS] == class.ei_class()
+        && head[header::EI_DATA] == header::ELFDATA2LSB
 }
 
 /// Parse the ELF header from a file's first bytes `bytes`, and its program headers.
@@ -412,16 +447,26 @@ fn pread_append(file: &File, off: u64, n: usize, buf: &mut Vec<u8>) -> std::io::
     Ok(())
 }
 
-/// Models `fs/binfmt_elf.c: total_mapping_size()`: from the page start of the first
-/// PT_LOAD to the end of the last one's memory image. Saturates on hostile input.
+/// Models `fs/binfmt_elf.c: total_mapping_size()` (v6.0+): from the lowest page start of a
+/// PT_LOAD to the highest end of one's memory image, whatever their order; the C
+/// arithmetic wraps (at 32 bits for a compat task's `Elf32_Addr`), and so does this.
 pub fn total_mapping_size(phdrs: &[ProgramHeader]) -> u64 {
-    let loads: Vec<_> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
-    let (Some(first), Some(last)) = (loads.first(), loads.last()) else {
+    total_mapping_size_class(phdrs, true)
+}
+
+/// [`total_mapping_size`] for a 64-bit (`is_64`) or a 32-bit file.
+pub fn total_mapping_size_class(phdrs: &[ProgramHeader], is_64: bool) -> u64 {
+    let mask = if is_64 { u64::MAX } else { u64::from(u32::MAX) };
+    let mut loads = phdrs.iter().filter(|p| p.p_type == PT_LOAD).peekable();
+    if loads.peek().is_none() {
         return 0;
-    };
-    last.p_vaddr
-        .saturating_add(last.p_memsz)
-        .saturating_sub(crate::addr::page_start(first.p_vaddr))
+    }
+    let (mut min_addr, mut max_addr) = (u64::MAX, 0u64);
+    for p in loads {
+        min_addr = min_addr.min(crate::addr::page_start(p.p_vaddr));
+        max_addr = max_addr.max(p.p_vaddr.wrapping_add(p.p_memsz) & mask);
+    }
+    max_addr.wrapping_sub(min_addr) & mask
 }
 
 /// Models `fs/binfmt_elf.c: maximum_alignment()`: the largest power-of-two `p_align` of

@@ -9,6 +9,7 @@
 //! facts instead of the live ones.
 
 pub mod cpu;
+pub mod exec;
 pub mod fs;
 
 use std::ffi::OsString;

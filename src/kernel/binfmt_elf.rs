@@ -15,9 +15,10 @@ use super::personality;
 use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES, VSYSCALL_ADDR};
 use super::random::{Draw, DrawKind, ExecRandom};
 use super::stack::{setup_arg_pages, StackLayout, StackStrings};
+use super::verdict::{self, killed};
 use crate::addr::{page_align, page_offset, page_start, PAGE_SIZE};
 use crate::elf::{
-    check, maximum_alignment, total_mapping_size, Abi, ElfImage, Phdr, PT_GNU_STACK, PT_LOAD,
+    maximum_alignment, total_mapping_size_class, Abi, ElfImage, Phdr, PT_GNU_STACK, PT_LOAD,
 };
 use crate::error::{Error, Result};
 use crate::host::Facts;
@@ -120,13 +121,14 @@ fn make_prot(p_flags: u32, read_implies_exec: bool) -> Prot {
     Prot::from_p_flags(p_flags).read_implies_exec(read_implies_exec)
 }
 
-fn mm_err(path: &Path, what: &str, e: MmError) -> Error {
+/// A failed mapping of exec's: after the point of no return, so the task is killed.
+fn mm_err(path: &Path, step: &'static str, what: &str, e: MmError) -> Error {
     let errno = match e {
         MmError::NoMemory { .. } => "ENOMEM",
         MmError::Exists { .. } => "EEXIST",
         MmError::Invalid { .. } => "EINVAL",
     };
-    Error::refused(path, errno, format!("{what}: {e}"))
+    killed(path, step, errno, format!("{what}: {e}"))
 }
 
 /// State shared by the segment-mapping helpers.
@@ -137,6 +139,10 @@ struct Mapper<'a> {
     object: Arc<Object>,
     read_implies_exec: bool,
     path: &'a Path,
+    /// The file's length (`padzero()` faults past its last page).
+    file_len: u64,
+    /// What `__vm_enough_memory()` allows one mapping ([`crate::host::exec`]).
+    commit_pages: Option<u64>,
 }
 
 impl Mapper<'_> {
@@ -151,17 +157,28 @@ impl Mapper<'_> {
         placement: Placement,
         total_size: u64,
     ) -> Result<u64> {
-        let size = page_align(ph.p_filesz + page_offset(ph.p_vaddr)).unwrap_or(u64::MAX);
-        let off = ph.p_offset - page_offset(ph.p_vaddr);
+        // The kernel's unsigned arithmetic wraps; vm_mmap() then refuses what wrapped.
+        let size = page_align(ph.p_filesz.wrapping_add(page_offset(ph.p_vaddr))).unwrap_or(0);
+        let off = ph.p_offset.wrapping_sub(page_offset(ph.p_vaddr));
         let addr = page_start(addr);
         if size == 0 {
             return Ok(addr);
         }
         let len = if total_size > 0 {
-            page_align(total_size).unwrap_or(u64::MAX)
+            page_align(total_size).unwrap_or(0)
         } else {
             size
         };
+        verdict::vm_mmap_check(off, len, prot.write, self.commit_pages).map_err(
+            |(errno, why)| {
+                killed(
+                    self.path,
+                    "elf_map",
+                    errno,
+                    format!("PT_LOAD #{phdr}: {why}"),
+                )
+            },
+        )?;
         let map_addr = self
             .mm
             .mmap(&MmapRequest {
@@ -176,7 +193,14 @@ impl Mapper<'_> {
                     phdr,
                 },
             })
-            .map_err(|e| mm_err(self.path, &format!("mapping the segment at {addr:#x}"), e))?;
+            .map_err(|e| {
+                mm_err(
+                    self.path,
+                    "elf_map",
+                    &format!("mapping PT_LOAD #{phdr} at {addr:#x}"),
+                    e,
+                )
+            })?;
         if total_size > 0 && len > size {
             self.mm.munmap(map_addr + size, len - size);
         }
@@ -197,16 +221,47 @@ impl Mapper<'_> {
         let (map_addr, zero_start, zero_end);
         if ph.p_filesz > 0 {
             map_addr = self.elf_map(addr, (phdr, ph), prot, placement, total_size)?;
-            zero_start = map_addr + page_offset(ph.p_vaddr) + ph.p_filesz;
-            zero_end = map_addr + page_offset(ph.p_vaddr) + ph.p_memsz;
+            zero_start = map_addr
+                .wrapping_add(page_offset(ph.p_vaddr))
+                .wrapping_add(ph.p_filesz);
+            zero_end = map_addr
+                .wrapping_add(page_offset(ph.p_vaddr))
+                .wrapping_add(ph.p_memsz);
+            let file_off = ph.p_offset.wrapping_add(ph.p_filesz);
+            if ph.p_memsz > ph.p_filesz
+                && verdict::padzero_fails(zero_start, file_off, self.file_len, prot.write)
+            {
+                return Err(killed(
+                    self.path,
+                    "padzero",
+                    "EFAULT",
+                    format!(
+                        "PT_LOAD #{phdr}: clearing the bss tail at {zero_start:#x} faults: file offset {file_off:#x} is past the last page of the file"
+                    ),
+                ));
+            }
         } else {
             map_addr = page_start(addr);
             zero_start = map_addr;
-            zero_end = zero_start + page_offset(ph.p_vaddr) + ph.p_memsz;
+            zero_end = zero_start
+                .wrapping_add(page_offset(ph.p_vaddr))
+                .wrapping_add(ph.p_memsz);
         }
         if ph.p_memsz > ph.p_filesz {
-            let zs = page_align(zero_start).unwrap_or(u64::MAX);
-            let ze = page_align(zero_end).unwrap_or(u64::MAX);
+            // ELF_PAGEALIGN wraps at the top of the address space.
+            let align = |a: u64| a.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+            let zs = align(zero_start);
+            let ze = align(zero_end);
+            verdict::vm_brk_check(zs, ze, self.mm.layout.task_size, self.commit_pages).map_err(
+                |(errno, why)| {
+                    killed(
+                        self.path,
+                        "vm_brk_flags",
+                        errno,
+                        format!("PT_LOAD #{phdr}'s bss: {why}"),
+                    )
+                },
+            )?;
             let exec = ph.p_flags & PF_X != 0 || self.read_implies_exec;
             let made_by = Maker::ElfBss {
                 object: self.object.clone(),
@@ -218,8 +273,10 @@ impl Mapper<'_> {
     }
 }
 
+/// PT_GNU_STACK's verdict: `load_elf_binary()` looks at every program header, so the last
+/// PT_GNU_STACK decides.
 fn executable_stack(img: &ElfImage) -> ExecutableStack {
-    match img.phdr(PT_GNU_STACK) {
+    match img.phdrs.iter().rev().find(|p| p.p_type == PT_GNU_STACK) {
         None => ExecutableStack::Default,
         Some(p) if p.p_flags & PF_X != 0 => ExecutableStack::EnableX,
         Some(_) => ExecutableStack::DisableX,
@@ -236,17 +293,30 @@ fn load_elf_interp(
     file: Arc<FileRef>,
     no_base: u64,
     rie: bool,
+    commit_pages: Option<u64>,
 ) -> Result<u64> {
     let path = &interp.path;
-    let mut total_size = total_mapping_size(&interp.phdrs);
-    if total_size == 0 {
-        return Err(Error::refused(
+    // "First of all, some simple consistency checks" (after the point of no return here).
+    if interp.e_type() != ET_EXEC && interp.e_type() != ET_DYN {
+        return Err(killed(
             path,
-            "EINVAL",
-            "interpreter has no PT_LOAD segment",
+            "load_elf_interp",
+            "EPERM",
+            format!(
+                "the interpreter's e_type {} is not ET_EXEC or ET_DYN",
+                interp.e_type()
+            ),
         ));
     }
-    check::check_segments(interp, 0, mm.layout.task_size)?;
+    let mut total_size = total_mapping_size_class(&interp.phdrs, interp.is_64());
+    if total_size == 0 {
+        return Err(killed(
+            path,
+            "load_elf_interp",
+            "EINVAL",
+            "the interpreter's PT_LOAD segments span nothing (total_mapping_size() is 0)",
+        ));
+    }
     let is_exec = interp.e_type() == ET_EXEC;
     let mut load_addr: u64 = 0;
     let mut load_addr_set = false;
@@ -260,6 +330,8 @@ fn load_elf_interp(
         object,
         read_implies_exec: rie,
         path,
+        file_len: interp.len(),
+        commit_pages,
     };
     for (phdr, ph) in loads(interp) {
         let prot = make_prot(ph.p_flags, rie);
@@ -286,11 +358,15 @@ fn load_elf_interp(
         }
         let k = load_addr.wrapping_add(ph.p_vaddr);
         let ts = m.mm.layout.task_size;
-        if k >= ts || ph.p_memsz > ts || ts - ph.p_memsz < k {
-            return Err(Error::refused(
+        if k >= ts || ph.p_filesz > ph.p_memsz || ph.p_memsz > ts || ts - ph.p_memsz < k {
+            return Err(killed(
                 path,
+                "load_elf_interp",
                 "ENOMEM",
-                "interpreter segment does not fit below TASK_SIZE",
+                format!(
+                    "the interpreter's PT_LOAD #{phdr} at {k:#x} (p_filesz {:#x}, p_memsz {:#x}) does not fit below TASK_SIZE {ts:#x}",
+                    ph.p_filesz, ph.p_memsz
+                ),
             ));
         }
     }
@@ -340,7 +416,7 @@ fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
             shared: false,
         },
     )
-    .map_err(|e| mm_err(Path::new("[vdso]"), "mapping the vDSO", e))?;
+    .map_err(|e| mm_err(Path::new("[vdso]"), "map_vdso", "mapping the vDSO", e))?;
     let mut at = addr;
     mm.insert(special(
         at,
@@ -371,52 +447,21 @@ pub fn load_elf_binary(
     machine: &Facts,
     random: &mut ExecRandom,
 ) -> Result<ExecImage> {
-    let img = ElfImage::open(&req.program)?;
-    let abi = check::check_program(&img)?;
+    // Everything before the point of no return: execve refuses the file, or the handler
+    // that takes it has read it (kernel::verdict).
+    let verdict::BinPrm {
+        program: img,
+        abi,
+        interp,
+    } = verdict::search_binary_handler(req)?;
     let path = img.path.clone();
+    let commit_pages = crate::host::exec::overcommit_limit_pages();
     // begin_new_exec(): `me->personality &= ~bprm->per_clear`.
     let per_clear = bprm_fill_uid(&img, machine.no_new_privs);
     let pers = if per_clear {
         req.personality & !personality::PER_CLEAR_ON_SETID
     } else {
         req.personality
-    };
-
-    // PT_INTERP: open and check the interpreter before the point of no return.
-    let interp = match check::interp_path(&img)? {
-        None => None,
-        Some(requested) => {
-            let ipath = under_root(req.root.as_deref(), &requested);
-            let iimg = ElfImage::open(&ipath).map_err(|e| match e {
-                Error::Io { source, .. } => Error::refused(
-                    &path,
-                    if source.kind() == std::io::ErrorKind::NotFound {
-                        "ENOENT"
-                    } else {
-                        "EACCES"
-                    },
-                    format!(
-                        "interpreter {} cannot be opened: {source}",
-                        requested.display()
-                    ),
-                ),
-                Error::BadElf { reason, .. } => Error::refused(
-                    &path,
-                    "ELIBBAD",
-                    format!("interpreter {}: {reason}", requested.display()),
-                ),
-                other => other,
-            })?;
-            check::check_interp(&iimg, abi).map_err(|e| match e {
-                Error::ExecRefused { reason, errno, .. } => Error::refused(
-                    &path,
-                    errno,
-                    format!("interpreter {}: {reason}", requested.display()),
-                ),
-                other => other,
-            })?;
-            Some((requested, iimg))
-        }
     };
 
     let exstack = executable_stack(&img);
@@ -475,18 +520,8 @@ pub fn load_elf_binary(
     let file = open_file(&img, 1)?;
     let mut next_open_id = 2;
     let e_type = img.e_type();
-    let total_size = total_mapping_size(&img.phdrs);
+    let total_size = total_mapping_size_class(&img.phdrs, img.is_64());
     let alignment = maximum_alignment(&img.phdrs);
-    if e_type == ET_DYN && total_size == 0 {
-        return Err(Error::refused(
-            &path,
-            "EINVAL",
-            "ET_DYN without any PT_LOAD segment",
-        ));
-    }
-    // Validate every segment up front: the kernel's failures happen after the point of no
-    // return, where the process dies; either way the program does not run.
-    check::check_segments(&img, 0, u64::MAX)?;
 
     let mut load_bias: u64 = 0;
     let mut first = true;
@@ -501,6 +536,8 @@ pub fn load_elf_binary(
         object: program,
         read_implies_exec,
         path: &path,
+        file_len: img.len(),
+        commit_pages,
     };
     for (phdr, ph) in loads(&img) {
         let prot = make_prot(ph.p_flags, read_implies_exec);
@@ -512,6 +549,14 @@ pub fn load_elf_binary(
                 placement = Placement::FixedNoReplace;
             } else {
                 seg_total = total_size;
+                if total_size == 0 {
+                    return Err(killed(
+                        &path,
+                        "load_elf_binary",
+                        "EINVAL",
+                        "ET_DYN whose PT_LOAD segments span nothing (total_mapping_size() is 0)",
+                    ));
+                }
                 if interp.is_some() {
                     // PIE: ELF_ET_DYN_BASE (+ arch_mmap_rnd()), aligned to maximum_alignment().
                     load_bias = profile.elf_et_dyn_base;
@@ -549,13 +594,14 @@ pub fn load_elf_binary(
         }
         let k = load_bias.wrapping_add(ph.p_vaddr);
         let ts = profile.task_size;
-        if k >= ts || ph.p_memsz > ts || ts - ph.p_memsz < k {
-            return Err(Error::refused(
+        if k >= ts || ph.p_filesz > ph.p_memsz || ph.p_memsz > ts || ts - ph.p_memsz < k {
+            return Err(killed(
                 &path,
+                "load_elf_binary",
                 "EINVAL",
                 format!(
-                    "PT_LOAD at {k:#x} + {:#x} does not fit below TASK_SIZE {ts:#x}",
-                    ph.p_memsz
+                    "PT_LOAD #{phdr} at {k:#x} (p_filesz {:#x}, p_memsz {:#x}) does not fit below TASK_SIZE {ts:#x}",
+                    ph.p_filesz, ph.p_memsz
                 ),
             ));
         }
@@ -576,7 +622,14 @@ pub fn load_elf_binary(
             let ifile = open_file(&iimg, next_open_id)?;
             interp_file = Some(ifile.clone());
             next_open_id += 1;
-            let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
+            let load_addr = load_elf_interp(
+                &mut mm,
+                &iimg,
+                ifile,
+                load_bias,
+                read_implies_exec,
+                commit_pages,
+            )?;
             Some((
                 InterpInfo {
                     requested,
@@ -588,13 +641,40 @@ pub fn load_elf_binary(
         }
     };
     let elf_entry = interp_info.as_ref().map(|(_, e)| *e).unwrap_or(e_entry);
+    if elf_entry >= profile.task_size {
+        // BAD_ADDR(elf_entry)
+        return Err(killed(
+            &path,
+            "load_elf_binary",
+            "EINVAL",
+            format!(
+                "the entry point {elf_entry:#x} ({}) is not below TASK_SIZE {:#x}",
+                if interp_info.is_some() {
+                    "the interpreter's e_entry plus its load address"
+                } else {
+                    "e_entry plus load_bias"
+                },
+                profile.task_size
+            ),
+        ));
+    }
 
     // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO.
     let vdso_base = map_vdso(&mut mm, machine, abi)?;
 
     // create_elf_tables() writes argv, envp and auxv inside the stack VMA and changes no
-    // VMA; the model inserts the stack VMA as setup_arg_pages() left it once more.
-    mm.insert(stack_vma);
+    // VMA; the model inserts the stack VMA as setup_arg_pages() left it once more, unless
+    // a segment was mapped over it (MAP_FIXED replaces it), where the writes must find
+    // writable memory.
+    if mm
+        .vmas()
+        .any(|v| !v.growsdown && v.start < stack_vma.end && stack_vma.start < v.end)
+    {
+        verdict::create_elf_tables_check(&mm, &stack)
+            .map_err(|why| killed(&path, "create_elf_tables", "EFAULT", why))?;
+    } else {
+        mm.insert(stack_vma);
+    }
     mm.start_stack = stack.start_stack;
 
     // brk (v6.15+): a loader (ET_DYN without PT_INTERP) gets its brk at ELF_ET_DYN_BASE.

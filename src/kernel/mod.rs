@@ -7,3 +7,4 @@ pub mod personality;
 pub mod profile;
 pub mod random;
 pub mod stack;
+pub mod verdict;

@@ -169,21 +169,33 @@ impl AddressSpace {
     }
 
     /// Models `mm/vma.c: do_brk_flags()` as called by `vm_brk_flags()`: an anonymous private
-    /// mapping at a fixed address, `VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT`.
+    /// mapping at a fixed address, `VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT`. It only ever
+    /// expands the VMA that ends where it starts (`VMG_FLAG_JUST_EXPAND`), never merges
+    /// with the one after it (a bss tail mapped below an earlier one stays apart).
     pub fn vm_brk_flags(&mut self, start: u64, end: u64, exec: bool, made_by: Maker) {
         if end <= start {
             return;
         }
-        self.insert(Vma {
-            start,
-            end,
-            prot: Prot::new(true, true, exec),
-            shared: false,
-            account: true,
-            growsdown: false,
-            backing: Backing::Anon,
-            origin: Origin::new(start, end, made_by),
-        });
+        self.insert_vma(
+            Vma {
+                start,
+                end,
+                prot: Prot::new(true, true, exec),
+                shared: false,
+                account: true,
+                growsdown: false,
+                backing: Backing::Anon,
+                origin: Origin::new(start, end, made_by),
+            },
+            false,
+        );
+        let pos = self.vmas.partition_point(|v| v.start < start);
+        if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
+            if let Some(cur) = self.vmas.remove(pos) {
+                self.vmas[pos - 1].end = cur.end;
+                self.vmas[pos - 1].origin.append(cur.origin);
+            }
+        }
     }
 
     /// Insert a VMA built by the caller (special mappings, the stack): unmap what it covers,

@@ -16,15 +16,22 @@ pub const AT_ENTRY: u64 = 9;
 
 pub use crate::elf::ident::ElfClass;
 
-/// The class of the running executable of `pid`, from `/proc/PID/exe`.
+/// The class of the running executable of `pid`, from `/proc/PID/exe`: as the kernel
+/// decided it, by the handler that took its `e_machine` (EM_X86_64: 64-bit; EM_386 or
+/// EM_486: 32-bit, see `kernel::verdict`), not by `e_ident[EI_CLASS]`, which the kernel
+/// never reads.
 pub fn exe_class(pid: i32) -> Result<ElfClass, String> {
     use std::io::Read;
     let path = format!("/proc/{pid}/exe");
-    let mut ident = [0u8; 5];
+    let mut head = [0u8; 20];
     std::fs::File::open(&path)
-        .and_then(|mut f| f.read_exact(&mut ident))
+        .and_then(|mut f| f.read_exact(&mut head))
         .map_err(|e| format!("{path}: {e}"))?;
-    ElfClass::from_ident(&ident).map_err(|e| format!("{path}: {e}"))
+    match u16::from_le_bytes([head[18], head[19]]) {
+        goblin::elf::header::EM_X86_64 => Ok(ElfClass::Elf64),
+        goblin::elf::header::EM_386 | crate::elf::EM_486 => Ok(ElfClass::Elf32),
+        _ => ElfClass::from_ident(&head).map_err(|e| format!("{path}: {e}")),
+    }
 }
 
 /// Parse the bytes of `/proc/PID/auxv`: native-endian (type, value) pairs of

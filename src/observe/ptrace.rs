@@ -56,6 +56,21 @@ fn run_inner(req: &RunRequest) -> Fallible<Observation> {
     // has run.
     match tracee.wait(&deadline, Stage::Exec)? {
         Event::Signal(Signal::SIGTRAP) => {}
+        // execve got past its point of no return (begin_new_exec(): our close-on-exec pipe
+        // is closed, so spawn() saw success) and then failed: bprm_execve() forces a
+        // SIGSEGV from the kernel (SI_KERNEL), which comes before any exec stop.
+        Event::Signal(sig) if killed_in_execve(pid, sig) => {
+            return Err(format!(
+                "execve failed after the point of no return: the process was killed with {sig} \
+                 (from the kernel, SI_KERNEL) before the program's first instruction"
+            ))
+        }
+        Event::Killed(sig) => {
+            return Err(format!(
+                "execve failed after the point of no return: the process was killed with {sig} \
+                 before the program's first instruction"
+            ))
+        }
         ev => {
             return Err(format!(
                 "{} instead of stopping after execve",
@@ -82,6 +97,14 @@ fn run_inner(req: &RunRequest) -> Fallible<Observation> {
         .map(|&(addr, len)| read_bytes(pid, addr, len.min(1 << 16)).ok())
         .collect();
     Ok(seen)
+}
+
+/// The first stop of a traced execve is `sig` sent by the kernel (`si_code == SI_KERNEL`):
+/// `force_fatal_sig()` of a failed exec. (With a successful exec the first stop is the
+/// exec SIGTRAP.)
+fn killed_in_execve(pid: Pid, sig: Signal) -> bool {
+    matches!(sig, Signal::SIGSEGV | Signal::SIGKILL)
+        && ptrace::getsiginfo(pid).is_ok_and(|si| si.si_code == libc::SI_KERNEL)
 }
 
 /// `len` bytes of the stopped tracee's memory at `addr`, a word at a time.
@@ -233,6 +256,7 @@ const STEP_PERSONALITY: i32 = 1;
 const STEP_RLIMIT: i32 = 2;
 const STEP_TRACEME: i32 = 3;
 const STEP_EXECVE: i32 = 4;
+const STEP_PGID: i32 = 5;
 
 /// The current errno, tagged with `step`. No allocation: an `io::Error` from a raw OS
 /// error is a plain integer.
@@ -343,7 +367,8 @@ fn spawn(req: &RunRequest) -> Fallible<Tracee> {
     // SAFETY: std runs the closure in the child between fork and exec, after the stdio
     // redirections; there only async-signal-safe work is allowed (another thread of ours
     // may have held a lock, e.g. malloc's, at the fork). The closure only makes raw
-    // system calls through libc — personality(2), setrlimit(2), ptrace(PTRACE_TRACEME),
+    // system calls through libc — personality(2), setrlimit(2), setpgid(2), prctl(2),
+    // ptrace(PTRACE_TRACEME),
     // execve(2) — reading data allocated before the fork, and builds io::Errors from raw
     // errno values (no allocation). The pointers given to execve are valid: NUL-terminated
     // strings owned by `setup` (moved into the closure), in arrays ending with a null.
@@ -358,6 +383,14 @@ fn spawn(req: &RunRequest) -> Fallible<Tracee> {
                 if libc::setrlimit(libc::RLIMIT_STACK, rl) != 0 {
                     return Err(step_error(STEP_RLIMIT));
                 }
+            }
+            // Its own process group, so that whatever it forks dies with it (the guard kills
+            // the group), and SIGKILL if elfmap dies before PTRACE_O_EXITKILL is set.
+            if libc::setpgid(0, 0) == -1 {
+                return Err(step_error(STEP_PGID));
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
+                return Err(step_error(STEP_PGID));
             }
             let null = std::ptr::null_mut::<libc::c_void>();
             if libc::ptrace(libc::PTRACE_TRACEME, 0, null, null) == -1 {
@@ -393,6 +426,7 @@ fn spawn_error(req: &RunRequest, e: io::Error) -> String {
                     req.rlimit_stack.unwrap_or_default()
                 ),
                 STEP_TRACEME => format!("ptrace(PTRACE_TRACEME) failed: {errno}"),
+                STEP_PGID => format!("setpgid/PR_SET_PDEATHSIG failed: {errno}"),
                 _ => format!("execve failed: {errno}"),
             }
         }
@@ -490,10 +524,13 @@ impl Tracee {
 
 impl Drop for Tracee {
     fn drop(&mut self) {
+        // What the program forked is in its process group, even once it is gone itself (the
+        // group's id is not reused while a member lives).
+        let _ = signal::killpg(self.pid, Signal::SIGKILL);
         if self.reaped {
             return;
         }
-        // SIGKILL ends a ptrace-stopped tracee too.
+        // SIGKILL ends a ptrace-stopped tracee too; its process group holds what it forked.
         let _ = signal::kill(self.pid, Signal::SIGKILL);
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
