@@ -191,10 +191,9 @@ impl AddressSpace {
         );
         let pos = self.vmas.partition_point(|v| v.start < start);
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
-            if let Some(cur) = self.vmas.remove(pos) {
-                self.vmas[pos - 1].end = cur.end;
-                self.vmas[pos - 1].origin.append(cur.origin);
-            }
+            let cur = self.vmas.remove(pos);
+            self.vmas[pos - 1].end = cur.end;
+            self.vmas[pos - 1].origin.append(cur.origin);
         }
     }
 
