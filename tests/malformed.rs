@@ -380,3 +380,53 @@ fn symlink_loops_and_a_sparse_huge_program() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     let _ = std::fs::remove_file(&big);
 }
+
+/// Every input the fuzzers found a crash with (fuzz/regressions/<target>-<what>) is replayed
+/// the way its target feeds it, through the command: an answer or one line of error, never a
+/// panic. plan_library: the bytes are a library preloaded (LD_PRELOAD) into a test program.
+#[test]
+fn fuzz_regressions_replay() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let tmp = std::env::temp_dir().join(format!("elfmap-regress-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut replayed = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let f = e.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let data = std::fs::read(&f).unwrap();
+        let out = if name.starts_with("plan_library-") {
+            let lib = tmp.join("libfuzz.so");
+            std::fs::write(&lib, &data).unwrap();
+            elfmap()
+                .env("LD_PRELOAD", &lib)
+                .args(["plan", "--no-aslr", "--stage", "loaded"])
+                .arg(testdata().join("hello64pie"))
+                .output()
+                .unwrap()
+        } else if name.starts_with("plan_exec-") {
+            let prog = tmp.join("program");
+            std::fs::write(&prog, &data).unwrap();
+            elfmap()
+                .args(["plan", "--no-aslr", "--stage", "exec"])
+                .arg(&prog)
+                .output()
+                .unwrap()
+        } else {
+            continue;
+        };
+        replayed += 1;
+        assert!(
+            matches!(out.status.code(), Some(0 | 2)),
+            "{name}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).lines().count() <= 1,
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+    assert!(replayed >= 1);
+}
