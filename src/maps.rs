@@ -429,23 +429,21 @@ pub fn parse_tolerant(text: &[u8]) -> Result<(MapsLine, bool), &'static str> {
         rest = after;
         Some(col)
     };
-    let range = column().ok_or("no address range")?;
-    let perms = column().ok_or("no permissions")?;
-    let offset = column().ok_or("no offset")?;
-    let dev = column().ok_or("no device")?;
-    let inode = column().ok_or("no inode")?;
     let hex = |x: &[u8]| -> Option<u64> {
         if x.is_empty() || x.len() > 16 {
             return None;
         }
         u64::from_str_radix(std::str::from_utf8(x).ok()?, 16).ok()
     };
+    // Each column is checked as it is read: the error names the first bad one.
+    let range = column().ok_or("no address range")?;
     let dash = range
         .iter()
         .position(|&b| b == b'-')
         .ok_or("no '-' in the address range")?;
     let start = hex(&range[..dash]).ok_or("the start address is not hex")?;
     let end = hex(&range[dash + 1..]).ok_or("the end address is not hex")?;
+    let perms = column().ok_or("no permissions")?;
     let perms_ok = perms.len() == 4
         && matches!(perms[0], b'r' | b'-')
         && matches!(perms[1], b'w' | b'-')
@@ -454,14 +452,15 @@ pub fn parse_tolerant(text: &[u8]) -> Result<(MapsLine, bool), &'static str> {
     if !perms_ok {
         return Err("the permissions are not rwxp/rwxs");
     }
-    let offset = hex(offset).ok_or("the offset is not hex")?;
+    let offset = hex(column().ok_or("no offset")?).ok_or("the offset is not hex")?;
+    let dev = column().ok_or("no device")?;
     let colon = dev
         .iter()
         .position(|&b| b == b':')
         .ok_or("the device is not major:minor")?;
     let major = hex(&dev[..colon]).ok_or("the device is not major:minor")?;
     let minor = hex(&dev[colon + 1..]).ok_or("the device is not major:minor")?;
-    let inode = std::str::from_utf8(inode)
+    let inode = std::str::from_utf8(column().ok_or("no inode")?)
         .ok()
         .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u64>().ok())
