@@ -531,6 +531,7 @@ pub fn annotate_records(
     let aslr = findings
         .iter()
         .find(|f| f.topic == "aslr")
+        .filter(|f| !f.text.starts_with("ASLR unclear"))
         .map(|f| f.text.starts_with("ASLR on"));
     let holes = holes(&ws, &objs, &ctx, layout, opts);
 
@@ -1744,17 +1745,24 @@ fn infer(
         } else {
             prof.elf_et_dyn_base
         };
-        if base == dyn_base && is_dyn != Some(false) {
-            off.push(format!(
-                "the PIE is at ELF_ET_DYN_BASE {dyn_base:#x} exactly"
-            ));
-        } else if is_dyn == Some(true) {
-            on.push(format!(
-                "the PIE is at {base:#x}, not at ELF_ET_DYN_BASE {dyn_base:#x}"
-            ));
+        // A PIE with an interpreter goes to ELF_ET_DYN_BASE; a static PIE is placed like
+        // an interpreter, at the top of the mmap area (the next check).
+        if ctx.loader.is_some() {
+            if base == dyn_base && is_dyn != Some(false) {
+                off.push(format!(
+                    "the PIE is at ELF_ET_DYN_BASE {dyn_base:#x} exactly"
+                ));
+            } else if is_dyn == Some(true) {
+                on.push(format!(
+                    "the PIE is at {base:#x}, not at ELF_ET_DYN_BASE {dyn_base:#x}"
+                ));
+            }
         }
     }
-    if let Some(k) = interp {
+    let static_pie = program.filter(|&p| {
+        ctx.loader.is_none() && objs[p].layout.as_ref().is_some_and(|l| l.image.is_dyn())
+    });
+    if let Some(k) = interp.or(static_pie) {
         let top = ws[*objs[k].lines.last().unwrap_or(&objs[k].lines[0])]
             .l()
             .end;
@@ -1764,7 +1772,7 @@ fn infer(
             (top >> 24) == 0xf7
         };
         if prefix && layout != Some("legacy") {
-            off.push(format!("the interpreter ends at {top:#x}, the top of a mmap area that starts at mmap_base with no random offset"));
+            off.push(format!("the {} ends at {top:#x}, the top of a mmap area that starts at mmap_base with no random offset", if interp.is_some() { "interpreter" } else { "static PIE" }));
         }
     }
     if !on.is_empty() || !off.is_empty() {
@@ -1785,7 +1793,7 @@ fn infer(
         } else {
             (
                 format!(
-                    "ASLR on, by the evidence against it: {}; but {}",
+                    "ASLR unclear: on by {}; off by {}",
                     on.join("; "),
                     off.join("; ")
                 ),
@@ -2193,4 +2201,145 @@ impl Annotation {
 /// Whether `p` is a directory elfmap can look files up under.
 pub fn valid_root(p: &Path) -> bool {
     p.is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(text: &str) -> Vec<(String, Confidence)> {
+        let opts = Options {
+            root: None,
+            no_files: true,
+        };
+        annotate("test", text.as_bytes(), &opts)
+            .unwrap()
+            .lines
+            .into_iter()
+            .map(|l| (l.label, l.confidence))
+            .collect()
+    }
+
+    fn names(text: &str) -> Vec<String> {
+        labels(text).into_iter().map(|(l, _)| l).collect()
+    }
+
+    /// glibc's own names (glibc.mem.decorate_maps) are ground truth, and the reserve above
+    /// a named arena is its reserve.
+    #[test]
+    fn decorate_maps_names() {
+        let text = "\
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0 [anon: glibc: malloc arena]
+7f0000021000-7f0004000000 ---p 00000000 00:00 0 
+7f0010000000-7f0010001000 ---p 00000000 00:00 0 
+7f0010001000-7f0010801000 rw-p 00000000 00:00 0 [anon: glibc: pthread stack: 4242]
+7f0020000000-7f0020040000 rw-p 00000000 00:00 0 [anon: glibc: malloc]
+7f0020040000-7f0020042000 rw-p 00000000 00:00 0 [anon: glibc: loader malloc]
+7f0020042000-7f0020043000 rw-p 00000000 00:00 0 [anon:my cache]
+";
+        let l = labels(text);
+        assert_eq!(l[0], (label::ARENA.into(), Confidence::Certain));
+        assert_eq!(l[1].0, label::ARENA_RESERVE);
+        assert_eq!(l[2].0, label::GUARD);
+        assert_eq!(l[3], (label::THREAD_STACK.into(), Confidence::Certain));
+        assert_eq!(l[4], (label::MALLOC_CHUNK.into(), Confidence::Certain));
+        assert_eq!(l[5], (label::LDSO_MALLOC.into(), Confidence::Certain));
+        assert_eq!(l[6], ("named: my cache".into(), Confidence::Certain));
+    }
+
+    /// Arenas are told by their alignment: 1 MiB on 32-bit, 64 MiB on 64-bit; a 1 MiB-aligned
+    /// pair in a 64-bit process is not one.
+    #[test]
+    fn arenas_by_alignment() {
+        let arena32 = "\
+f6700000-f6721000 rw-p 00000000 00:00 0 
+f6721000-f6800000 ---p 00000000 00:00 0 
+";
+        assert_eq!(names(arena32), [label::ARENA, label::ARENA_RESERVE]);
+        let not64 = "\
+7f0006700000-7f0006721000 rw-p 00000000 00:00 0 
+7f0006721000-7f0006800000 ---p 00000000 00:00 0 
+";
+        assert_eq!(names(not64), [label::ANON, label::RESERVED]);
+        // A heap grown to the full 64 MiB and the next one right above it: one line.
+        let grown = "\
+7f0004000000-7f0008021000 rw-p 00000000 00:00 0 
+7f0008021000-7f000c000000 ---p 00000000 00:00 0 
+";
+        let opts = Options {
+            root: None,
+            no_files: true,
+        };
+        let a = annotate("t", grown.as_bytes(), &opts).unwrap();
+        assert_eq!(a.lines[0].label, label::ARENA);
+        assert_eq!(a.lines[1].label, label::ARENA_RESERVE);
+    }
+
+    /// A thread stack is the read-write line right above a PROT_NONE guard.
+    #[test]
+    fn thread_stacks_and_guards() {
+        let text = "\
+7f0000000000-7f0000010000 ---p 00000000 00:00 0 
+7f0000010000-7f0000110000 rw-p 00000000 00:00 0 
+7f0000200000-7f0000201000 ---p 00000000 00:00 0 
+7f0000202000-7f0000a02000 rw-p 00000000 00:00 0 
+";
+        assert_eq!(
+            names(text),
+            [
+                label::GUARD,
+                label::THREAD_STACK,
+                label::RESERVED,
+                label::ANON
+            ]
+        );
+    }
+
+    /// The 2.6 format, [stack:TID], (deleted), smaps, out of order.
+    #[test]
+    fn formats_and_impossible_lines() {
+        let text = "\
+08048000-0804d000 r-xp 00000000 08:01 11 /bin/cat
+b7f00000-b7f01000 rw-p b7f00000 00:00 0 [stack:1234]
+0804d000-0804e000 rw-p 00004000 08:01 11 /bin/cat (deleted)
+Rss: 4 kB
+VmFlags: rd wr mr mw me ac
+bfe8b000-bfea0000 rw-p bfe8b000 00:00 0 [stack]
+";
+        let opts = Options::default();
+        let a = annotate("t", text.as_bytes(), &opts).unwrap();
+        assert!(a.old_format);
+        assert!(a.input.smaps);
+        assert_eq!(a.bits, 32);
+        let by_name = |n: &str| a.lines.iter().find(|l| l.maps.path == n).unwrap();
+        assert_eq!(by_name("[stack:1234]").label, label::THREAD_STACK);
+        let cat: Vec<&AnnotatedLine> = a
+            .lines
+            .iter()
+            .filter(|l| l.maps.path == "/bin/cat")
+            .collect();
+        assert_eq!(cat.len(), 2);
+        assert!(cat[1].deleted);
+        assert_eq!(cat[1].vm_flags.as_deref(), Some("rd wr mr mw me ac"));
+        // Line 3 came after line 2 but lies below it.
+        assert!(cat[1].impossible.is_some());
+        assert!(a.findings.iter().any(|f| f.topic == "impossible"));
+    }
+
+    /// Not a maps file: the first unreadable line is named.
+    #[test]
+    fn not_a_maps_file() {
+        let opts = Options::default();
+        for (text, want) in [
+            ("hello\n", "line 1"),
+            ("", "no maps line"),
+            ("7f00-7f01 rw-p 0 00:00 0\n\nRss 4 kB x\n", "line 3"),
+        ] {
+            let e = annotate("f", text.as_bytes(), &opts)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("f: not a maps file: "), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+    }
 }
