@@ -1740,21 +1740,40 @@ fn infer(
             .map(|l| l.base)
             .unwrap_or(start(&objs[p]));
         let is_dyn = objs[p].layout.as_ref().map(|l| l.image.is_dyn());
-        let dyn_base = if ctx.bits == 64 {
-            prof.elf_et_dyn_base & !(PAGE - 1)
+        // ELF_ET_DYN_BASE with no random offset (arch/x86/include/asm/elf.h): 2/3 of the
+        // 47-bit window for a 64-bit task; COMPAT_ELF_ET_DYN_BASE (TASK_UNMAPPED_BASE + 16
+        // MiB) for a 32-bit one on a 64-bit kernel (0x41000000 with ADDR_LIMIT_3GB); and
+        // 0x400000 on a 32-bit kernel (mmap_is_ia32()).
+        let dyn_bases: Vec<u64> = if ctx.bits == 64 {
+            vec![prof.elf_et_dyn_base & !(PAGE - 1)]
         } else {
-            prof.elf_et_dyn_base
+            vec![
+                prof.elf_et_dyn_base,
+                KernelProfile::ia32(true).elf_et_dyn_base,
+                0x40_0000,
+            ]
         };
         // A PIE with an interpreter goes to ELF_ET_DYN_BASE; a static PIE is placed like
         // an interpreter, at the top of the mmap area (the next check).
+        // load_elf_binary() rounds it down to the largest p_align.
+        let aligns: Vec<u64> = match objs[p].layout.as_ref() {
+            Some(l) => vec![crate::elf::maximum_alignment(&l.image.phdrs).max(PAGE)],
+            None => vec![PAGE, 64 << 10, 2 << 20],
+        };
+        let at_base = dyn_bases.iter().any(|b| {
+            aligns
+                .iter()
+                .any(|a| a.is_power_of_two() && base == b & !(a - 1))
+        });
         if ctx.loader.is_some() {
-            if base == dyn_base && is_dyn != Some(false) {
+            if at_base && is_dyn != Some(false) {
                 off.push(format!(
-                    "the PIE is at ELF_ET_DYN_BASE {dyn_base:#x} exactly"
+                    "the PIE is at ELF_ET_DYN_BASE {base:#x} exactly (rounded down to its p_align)"
                 ));
             } else if is_dyn == Some(true) {
                 on.push(format!(
-                    "the PIE is at {base:#x}, not at ELF_ET_DYN_BASE {dyn_base:#x}"
+                    "the PIE is at {base:#x}, not at ELF_ET_DYN_BASE {:#x}",
+                    dyn_bases[0]
                 ));
             }
         }
@@ -1766,13 +1785,25 @@ fn infer(
         let top = ws[*objs[k].lines.last().unwrap_or(&objs[k].lines[0])]
             .l()
             .end;
-        let prefix = if ctx.bits == 64 {
-            (top >> 24) == 0x7f_fff7
+        // mmap_base with no random offset: TASK_SIZE minus the stack's room, at least
+        // SIZE_128M (arch/x86/mm/mmap.c: mmap_base()), for the usual 8 MiB stack limit.
+        let tops: Vec<u64> = if ctx.bits == 64 {
+            vec![crate::kernel::profile::DEFAULT_MAP_WINDOW - crate::kernel::profile::SIZE_128M]
         } else {
-            (top >> 24) == 0xf7
+            vec![
+                IA32_PAGE_OFFSET - crate::kernel::profile::SIZE_128M,
+                IA32_PAGE_OFFSET_3GB - crate::kernel::profile::SIZE_128M,
+            ]
         };
-        if prefix && layout != Some("legacy") {
-            off.push(format!("the {} ends at {top:#x}, the top of a mmap area that starts at mmap_base with no random offset", if interp.is_some() { "interpreter" } else { "static PIE" }));
+        if tops.contains(&top) && layout != Some("legacy") {
+            off.push(format!(
+                "the {} ends at {top:#x}, mmap_base with no random offset (TASK_SIZE - 128 MiB)",
+                if interp.is_some() {
+                    "interpreter"
+                } else {
+                    "static PIE"
+                }
+            ));
         }
     }
     if !on.is_empty() || !off.is_empty() {
