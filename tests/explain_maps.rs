@@ -828,3 +828,109 @@ fn large_inputs_stream() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(sent < 1 << 30, "elfmap read the whole 1 GB line");
 }
+
+/// Real maps from a 32-bit kernel (6.1 686-pae, recorded by the kernel lab: see
+/// testdata/maps/README.md), with the objects' headers read through `--root` (a directory
+/// whose `work/main/testdata` is this tree's testdata): every object's file agrees with its
+/// lines, every file line's label is certain, and each one is the label the plan's
+/// provenance gives the same line of the same program on this kernel (`--3gb`, the 3G/1G
+/// picture), lines matched by what they are (a file's n-th line).
+#[test]
+fn a_32bit_kernels_real_maps() {
+    let d = scratch("686");
+    let root = d.join("root");
+    std::fs::create_dir_all(root.join("work/main")).unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::os::unix::fs::symlink(manifest.join("testdata"), root.join("work/main/testdata")).unwrap();
+    std::os::unix::fs::symlink("/usr", root.join("usr")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+    let prog = testdata().join("m32/main_all32");
+    for layout in ["flexible", "legacy"] {
+        let f = manifest.join(format!(
+            "testdata/maps/686-pae-main_all32.loaded.{layout}.maps"
+        ));
+        let x = annotate(&f, &["--root", root.to_str().unwrap()]);
+        assert_eq!(x["bits"], 32);
+        assert_eq!(x["aslr"], false, "{layout}");
+        let want_layout = if layout == "flexible" {
+            "top-down"
+        } else {
+            "legacy"
+        };
+        assert_eq!(x["layout"], want_layout);
+        let kernel: Vec<&str> = x["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["topic"] == "kernel")
+            .map(|f| f["text"].as_str().unwrap())
+            .collect();
+        assert!(kernel.iter().any(|t| t.contains("3G/1G")), "{kernel:?}");
+        for o in x["objects"].as_array().unwrap() {
+            assert_eq!(o["file"]["status"], "consistent", "{layout}: {o}");
+        }
+        // The plan of the same program here, in the same layout, with the 3G/1G limit.
+        let plan = run([
+            "explain",
+            "--no-aslr",
+            "--3gb",
+            "--layout",
+            layout,
+            "--format",
+            "json",
+            prog.to_str().unwrap(),
+        ]);
+        assert!(plan.status.success(), "{}", stderr(&plan));
+        let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+        let key = |l: &Value, nth: &mut std::collections::HashMap<String, usize>| {
+            let path = l["path"].as_str().unwrap();
+            let name = path
+                .rsplit("testdata/build/")
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string();
+            let n = nth.entry(name.clone()).or_default();
+            *n += 1;
+            format!("{name}#{n}")
+        };
+        let mut nth = std::collections::HashMap::new();
+        let planned: std::collections::HashMap<String, Vec<(u64, u64, String)>> = lines(&plan)
+            .iter()
+            .filter(|l| l["inode"] != 0)
+            .map(|l| (key(l, &mut nth), provenance_labels(l)))
+            .collect();
+        let mut nth = std::collections::HashMap::new();
+        let mut compared = 0;
+        for l in lines(&x).iter().filter(|l| l["inode"] != 0) {
+            assert_eq!(l["confidence"], "certain", "{layout}: {}", show(l));
+            let k = key(l, &mut nth);
+            let want = planned
+                .get(&k)
+                .unwrap_or_else(|| panic!("{layout}: {k} is not in the plan"));
+            assert_eq!(
+                want[0].2,
+                l["label"].as_str().unwrap(),
+                "{layout}: {k}: {}",
+                show(l)
+            );
+            compared += 1;
+        }
+        assert!(compared > 50, "{compared}");
+        // The 64 MiB .bss of libbss.so and the holes of the 2 MiB-aligned libraries.
+        let labels: Vec<&str> = lines(&x)
+            .iter()
+            .map(|l| l["label"].as_str().unwrap())
+            .collect();
+        assert!(
+            labels.iter().filter(|l| **l == "gap (---p)").count() >= 4,
+            "{labels:?}"
+        );
+        assert!(lines(&x)
+            .iter()
+            .any(|l| l["label"] == "bss tail" && hex(&l["end"]) - hex(&l["start"]) >= 64 << 20));
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
