@@ -371,6 +371,30 @@ fn threads_arenas_and_segments_against_the_process() {
                 show(l)
             );
         }
+        // The picture's input (render::svg draws an Explanation): what the annotation
+        // knows, in a plan's terms.
+        let a = elfmap::explain::annotate::annotate(
+            "t",
+            o.maps.as_bytes(),
+            &elfmap::explain::annotate::Options::default(),
+        )
+        .unwrap();
+        let e = a.explanation();
+        assert_eq!(e.lines.len(), a.lines.len());
+        assert_eq!(e.bits, bits);
+        assert_eq!(e.kind, "PIE", "{prog}");
+        assert!(e.regions.iter().any(|r| r.name == "mmap area"));
+        let libc = e
+            .objects
+            .iter()
+            .find(|o| o.path.to_string_lossy().contains("libc.so"))
+            .unwrap();
+        assert!(
+            libc.sections
+                .iter()
+                .any(|s| s.name == ".text" && s.line.is_some()),
+            "{prog}"
+        );
         // The same from the lines' shape alone.
         let y = annotate(&f, &["--no-files"]);
         check_truth(&format!("{prog} --no-files"), &o.truth, &y, false);

@@ -162,6 +162,11 @@ pub struct MapsObject {
     pub base: Option<u64>,
     /// Its file here (or under `--root`): found, the same, another version.
     pub file: Option<FileCheck>,
+    /// `ET_EXEC` or `ET_DYN`, when its headers are here.
+    pub e_type: Option<&'static str>,
+    /// Its allocated sections at run time, when its headers are here.
+    #[serde(skip)]
+    pub sections: Vec<super::SectionView>,
 }
 
 /// Something told by the lines as a whole.
@@ -552,6 +557,36 @@ pub fn annotate_records(
                 .map(|(i, _)| i)
                 .collect(),
             base: o.layout.as_ref().map(|l| l.base),
+            e_type: o.layout.as_ref().map(|l| {
+                if l.image.is_dyn() {
+                    "ET_DYN"
+                } else {
+                    "ET_EXEC"
+                }
+            }),
+            sections: o
+                .layout
+                .as_ref()
+                .map(|l| {
+                    l.sections
+                        .iter()
+                        .filter(|s| s.is_alloc() && s.sh_size > 0)
+                        .map(|s| {
+                            let start = l.base.wrapping_add(s.sh_addr);
+                            let end = start.wrapping_add(s.sh_size);
+                            super::SectionView {
+                                name: s.name.clone(),
+                                start,
+                                end,
+                                line: lines
+                                    .iter()
+                                    .position(|x| x.maps.start <= start && start < x.maps.end),
+                                tls: s.is_tls(),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             file: o.file,
         })
         .collect();
@@ -2160,7 +2195,7 @@ impl Annotation {
                         .map(|&i| self.lines[i].maps.start)
                         .unwrap_or(0)
                 }),
-                sections: Vec::new(),
+                sections: o.sections.clone(),
                 symbols: None,
                 random: None,
                 scope: None,
@@ -2188,13 +2223,18 @@ impl Annotation {
             .find(|l| l.maps.path == "[stack]")
             .map(|l| l.maps.end)
             .unwrap_or(0);
+        // As explain names a plan's program.
         let program_kind = self
             .objects
             .iter()
             .find(|o| o.role == ObjectRole::Program)
-            .map(|_| match self.loader {
-                Some(_) => "dynamically linked",
-                None => "static",
+            .map(|o| match (o.e_type, self.loader.is_some()) {
+                (Some("ET_DYN"), true) => "PIE",
+                (Some("ET_EXEC"), true) => "non-PIE (ET_EXEC)",
+                (Some("ET_DYN"), false) => "static PIE",
+                (Some(_), false) => "static non-PIE (ET_EXEC)",
+                (_, true) => "dynamically linked",
+                (_, false) => "static",
             })
             .unwrap_or("unknown");
         Explanation {
