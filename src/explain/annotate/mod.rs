@@ -1030,7 +1030,10 @@ fn label_object_by_shape(
                 .filter(|&&j| ws[j].perms()[1] != b'w' && ws[j].perms()[0] == b'r')
                 .count();
             let prev = ws[o.lines[k - 1]].l();
-            let overlap = ws[i].l().offset < prev.offset.saturating_add(prev.end - prev.start);
+            let overlap = ws[i].l().offset
+                < prev
+                    .offset
+                    .saturating_add(prev.end.saturating_sub(prev.start));
             let (lab, c, why) = if overlap {
                 (label::RELRO, Confidence::Likely, "its file offset lies in the pages of the line before it: a new segment starting in the page where the previous one ends, the writable one, whose first part is RELRO")
             } else if ro_after_x >= 2 {
@@ -1244,11 +1247,16 @@ fn label_arenas(ws: &mut [W], ctx: &Ctx) {
             continue;
         }
         let e = l.l().end;
+        if e == 0 {
+            continue;
+        }
         let x = (e - 1) & !(hm - 1);
+        let Some(top) = x.checked_add(hm) else {
+            continue;
+        };
         let Some(&(a, fe)) = l.free().last() else {
             if named {
                 // The reserve above glibc's own name.
-                let top = x + hm;
                 let r_end = n.l().end.min(top.max(n.l().start));
                 n.put(
                     n.l().start,
@@ -1260,7 +1268,7 @@ fn label_arenas(ws: &mut [W], ctx: &Ctx) {
             }
             continue;
         };
-        if fe != e || x < a || x + hm <= n.l().start || x + hm > n.l().end {
+        if fe != e || x < a || top <= n.l().start || top > n.l().end {
             continue;
         }
         if x > a {
@@ -1287,7 +1295,7 @@ fn label_arenas(ws: &mut [W], ctx: &Ctx) {
                 ": read-write from its start {x:#x} as far as the arena uses it (grow_heap() extends it with mprotect)"
             ))],
         );
-        n.put(n.l().start, x + hm, label::ARENA_RESERVE, Confidence::Likely, vec![arena_reason(": the PROT_NONE rest, up to the next boundary; grow_heap() makes it read-write as the arena grows")]);
+        n.put(n.l().start, top, label::ARENA_RESERVE, Confidence::Likely, vec![arena_reason(": the PROT_NONE rest, up to the next boundary; grow_heap() makes it read-write as the arena grows")]);
     }
 }
 
@@ -1315,7 +1323,7 @@ fn label_thread_stacks(ws: &mut [W], ctx: &Ctx) {
             continue;
         }
         let guard = ge - ga;
-        let size = s.l().end - s.l().start;
+        let size = s.l().end.saturating_sub(s.l().start);
         if named_stack {
             g.put(
                 ga,

@@ -206,7 +206,7 @@ impl Layout {
                     self.base
                 ));
             }
-            let want = first.offset.wrapping_add(a - first.start);
+            let want = first.offset.wrapping_add(a.wrapping_sub(first.start));
             if off_at(a) != want {
                 return Err(format!(
                     "at {a:#x}, between two PT_LOADs, the line maps file offset {:#x}, not {want:#x}",
