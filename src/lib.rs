@@ -23,7 +23,10 @@
 //!    [`ldso::Ahead`], the models' one seam) lives there and nowhere else.
 //! 6. Output: [`render`] (maps text, table, JSON, the dependency tree) and [`compare`]
 //!    (against the real process, observed by [`observe`] with ptrace). [`maps`] is the
-//!    `/proc/PID/maps` line format itself. The command line (`src/cli`) sits on top.
+//!    `/proc/PID/maps` line format itself, as the kernel writes it and as people paste it.
+//!    [`explain`] says why each line of a plan is there; [`explain::annotate`] labels the
+//!    lines of a maps file from anywhere, with no plan, in the same words. The command line
+//!    (`src/cli`) sits on top.
 //!
 //! Every function that reproduces a kernel or loader step is named after it and cites it
 //! as `file: function()`.

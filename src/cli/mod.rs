@@ -46,7 +46,11 @@ Examples:
   elfmap explain --seed 1 /bin/ls            with ASLR on: one reproducible draw
   elfmap explain --no-aslr --svg ls.svg /bin/ls
                                              the article's picture, as SVG
-  elfmap explain --format json /bin/ls       all of it as JSON";
+  elfmap explain --format json /bin/ls       all of it as JSON
+  elfmap explain --maps crash-maps.txt       a maps file from anywhere: every line labelled
+  cat /proc/1234/maps | elfmap explain --maps -
+  elfmap explain --maps old.maps --root /srv/sysroot
+                                             with the objects' headers from a copy of that system";
 
 #[derive(Parser)]
 #[command(
@@ -184,15 +188,26 @@ struct Common {
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
     /// The program to plan or run (looked up in PATH if it has no '/').
-    #[arg(value_name = "PROGRAM", required = true)]
-    program: OsString,
+    #[arg(value_name = "PROGRAM", required = true, index = 1)]
+    program: Option<OsString>,
     /// The program's arguments.
     #[arg(
         value_name = "ARGS",
+        index = 2,
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
     args: Vec<OsString>,
+}
+
+impl Common {
+    /// PROGRAM (clap requires it, except for `explain --maps`).
+    fn program(&self) -> Result<&OsString, Error> {
+        self.program.as_ref().ok_or_else(|| Error::Usage {
+            path: "elfmap".into(),
+            reason: "PROGRAM is missing".into(),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -212,10 +227,25 @@ enum ExplainFormat {
     /// For a reader (coloured on a terminal).
     Text,
     Json,
+    /// The picture of the address space (what --svg FILE writes).
+    Svg,
 }
 
 #[derive(Args)]
+#[command(
+    mut_arg("program", |a| a.required(false).required_unless_present("maps").conflicts_with("maps")),
+    override_usage = "elfmap explain [OPTIONS] PROGRAM [ARGS]...\n       elfmap explain --maps FILE [--root DIR] [--format text|json|svg] [--svg FILE]"
+)]
 struct ExplainArgs {
+    /// Explain a maps file (/proc/PID/maps or smaps, from any machine, kernel or age; `-`
+    /// for standard input) instead of a plan: every line labelled, with how sure the label
+    /// is and the rule that gave it. The files it names are read here (or under --root)
+    /// when they are there.
+    #[arg(long, value_name = "FILE")]
+    maps: Option<PathBuf>,
+    /// --maps: read no file the maps names (label from the lines alone).
+    #[arg(long, requires = "maps")]
+    no_files: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
     format: ExplainFormat,
@@ -400,7 +430,7 @@ pub fn run() -> Result<u8, CliError> {
 /// `elfmap plan`.
 fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = Target::resolve(a.common.program()?, &a.common.args)?;
     let mut cfg = config(&a.common, a.seed);
     // JSON lists what each of the loader's allocations is for; the picture says it too.
     cfg.ledger = matches!(a.format, Format::Json | Format::Svg);
@@ -435,11 +465,126 @@ fn leave_to_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+/// Write `w` (coloured text) to `out`, without the colour unless stdout is a terminal that
+/// wants it (NO_COLOR, CLICOLOR_FORCE, TERM=dumb respected).
+fn write_coloured(w: &[u8], out: &mut Out) -> io::Result<()> {
+    if anstream::AutoStream::choice(&io::stdout()) == anstream::ColorChoice::Never {
+        for part in anstream::adapter::strip_bytes(w) {
+            out.write_all(part)?;
+        }
+        Ok(())
+    } else {
+        out.write_all(w)
+    }
+}
+
+/// A writer that strips ANSI escapes on the way (kept across writes: an escape may be cut
+/// between two).
+struct Strip<'a, W: Write> {
+    out: &'a mut W,
+    state: anstream::adapter::StripBytes,
+}
+
+impl<'a, W: Write> Strip<'a, W> {
+    fn new(out: &'a mut W) -> Self {
+        Strip {
+            out,
+            state: anstream::adapter::StripBytes::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Strip<'_, W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        for part in self.state.strip_next(b) {
+            self.out.write_all(part)?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `elfmap explain --maps FILE`.
+fn explain_maps(a: &ExplainArgs, file: &std::path::Path, out: &mut Out) -> Result<u8, CliError> {
+    use elfmap::explain::annotate::{self, text};
+    let c = &a.common;
+    let plan_only = [
+        (c.no_aslr, "--no-aslr"),
+        (c.stage != StageArg::Loaded, "--stage"),
+        (c.layout.is_some(), "--layout"),
+        (c.addr_limit_3gb, "--3gb"),
+        (c.stack_limit.is_some(), "--stack-limit"),
+        (c.facts.is_some(), "--facts"),
+        (a.seed.is_some(), "--seed"),
+        (!a.symbol.is_empty(), "--symbol"),
+        (!a.string.is_empty(), "--string"),
+        (a.all_objects, "--all-objects"),
+        (!a.address.is_empty(), "--address"),
+    ];
+    if let Some((_, opt)) = plan_only.iter().find(|(given, _)| *given) {
+        return Err(Error::Usage {
+            path: file.to_path_buf(),
+            reason: format!("{opt} is an option of a plan: --maps explains the file alone (--root DIR, --no-files, --format, --svg)"),
+        }
+        .into());
+    }
+    if let Some(r) = &c.root {
+        if !annotate::valid_root(r) {
+            return Err(Error::Usage {
+                path: r.clone(),
+                reason: "--root: not a directory".into(),
+            }
+            .into());
+        }
+    }
+    let opts = annotate::Options {
+        root: c.root.clone(),
+        no_files: a.no_files,
+    };
+    let x = if file.as_os_str() == "-" {
+        annotate::annotate("-", io::stdin().lock(), &opts)?
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+        if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(Error::bad_input(file, "is a directory, not a maps file").into());
+        }
+        let name = file.display().to_string();
+        annotate::annotate(&name, io::BufReader::with_capacity(64 * 1024, f), &opts)?
+    };
+    if let Some(f) = &a.svg {
+        let svg = render::svg::render(&x.explanation());
+        std::fs::write(f, svg).map_err(|e| Error::io(f, e))?;
+    }
+    match a.format {
+        ExplainFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &x).map_err(io::Error::other)?;
+            writeln!(out)?;
+        }
+        ExplainFormat::Svg => out.write_all(render::svg::render(&x.explanation()).as_bytes())?,
+        // Written as it is made (a maps file may have a million lines), the colour
+        // stripped on the way unless stdout is a terminal that wants it.
+        ExplainFormat::Text => {
+            if anstream::AutoStream::choice(&io::stdout()) == anstream::ColorChoice::Never {
+                text::write(&x, &mut Strip::new(&mut *out))?;
+            } else {
+                text::write(&x, out)?;
+            }
+        }
+    }
+    leave_to_exit(x);
+    Ok(0)
+}
+
 /// `elfmap explain`.
 fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
     use elfmap::explain::{text, Explanation};
+    if let Some(file) = &a.maps {
+        return explain_maps(a, file, out);
+    }
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = Target::resolve(a.common.program()?, &a.common.args)?;
     let mut cfg = config(&a.common, a.seed);
     cfg.ledger = true;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
@@ -478,6 +623,7 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
             serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
             writeln!(out)?;
         }
+        ExplainFormat::Svg => out.write_all(render::svg::render(&x).as_bytes())?,
         ExplainFormat::Text => {
             // Coloured into a buffer; stripped unless stdout is a terminal that wants
             // colour (NO_COLOR, CLICOLOR_FORCE, TERM=dumb respected).
@@ -495,13 +641,7 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
             } else {
                 text::write(&x, &mut w)?;
             }
-            if anstream::AutoStream::choice(&io::stdout()) == anstream::ColorChoice::Never {
-                for part in anstream::adapter::strip_bytes(&w) {
-                    out.write_all(part)?;
-                }
-            } else {
-                out.write_all(&w)?;
-            }
+            write_coloured(&w, out)?;
         }
     }
     leave_to_exit(plan);
@@ -513,7 +653,7 @@ fn entropy(a: &EntropyArgs, out: &mut Out) -> Result<u8, CliError> {
     use elfmap::compare::{aslr::Sampler, entropy};
     use std::collections::BTreeMap;
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = Target::resolve(a.common.program()?, &a.common.args)?;
     let cfg = config(&a.common, None);
     if !elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,
@@ -643,7 +783,7 @@ fn entropy(a: &EntropyArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap run`.
 fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = Target::resolve(a.common.program()?, &a.common.args)?;
     let cfg = config(&a.common, None);
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
@@ -708,7 +848,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
 fn compare(args: &CompareArgs, out: &mut Out) -> Result<u8, CliError> {
     let a = &args.run;
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = Target::resolve(a.common.program()?, &a.common.args)?;
     let cfg = config(&a.common, None);
     let aslr = elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,

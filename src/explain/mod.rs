@@ -5,6 +5,7 @@
 //! space, stack, mmap area, heap, the program's bss/data/text, the unmapped bottom), and
 //! where a symbol, a string or an address is.
 
+pub mod annotate;
 pub mod find;
 pub mod text;
 

@@ -12,15 +12,24 @@ use super::find::{AddressHit, StringHit, SymbolHit};
 use super::{Explanation, Line, ObjectView, RegionKind};
 use crate::mm::Role;
 
-const BOLD: Style = Style::new().effects(Effects::BOLD);
-const DIM: Style = Style::new().effects(Effects::DIMMED);
+pub(crate) const BOLD: Style = Style::new().effects(Effects::BOLD);
+pub(crate) const DIM: Style = Style::new().effects(Effects::DIMMED);
 
 /// The style of a maps line, as pwndbg's `vmmap` colours it.
 fn line_style(l: &Line) -> Style {
-    let p = l.maps.perms.as_bytes();
-    let base = if l.maps.path == "[stack]" {
+    style_of(&l.maps.perms, &l.maps.path, &l.label)
+}
+
+/// The style of a maps line with these permissions, name and label, as pwndbg's `vmmap`
+/// colours it.
+pub(crate) fn style_of(perms: &str, path: &str, label: &str) -> Style {
+    let p = perms.as_bytes();
+    if p.len() < 4 {
+        return Style::new();
+    }
+    let base = if path == "[stack]" || label == "thread stack" {
         Style::new().fg_color(Some(AnsiColor::Yellow.into()))
-    } else if l.maps.path == "[heap]" || l.label.ends_with("heap") {
+    } else if path == "[heap]" || label.ends_with("heap") || label == "malloc arena" {
         Style::new().fg_color(Some(AnsiColor::Blue.into()))
     } else if p[2] == b'x' {
         Style::new().fg_color(Some(AnsiColor::Red.into()))
@@ -38,7 +47,7 @@ fn line_style(l: &Line) -> Style {
     }
 }
 
-fn region_style(k: RegionKind) -> Style {
+pub(crate) fn region_style(k: RegionKind) -> Style {
     let c = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
     match k {
         RegionKind::Stack => c(AnsiColor::Yellow),
@@ -127,6 +136,12 @@ fn header(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     let _ = prog;
+    colours(w)?;
+    writeln!(w)
+}
+
+/// The key to the colours.
+pub(crate) fn colours(w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "colours: {}code{:#} {}data{:#} read-only {}stack{:#} {}heap{:#} {}rwx{:#} {}---p{:#}",
@@ -143,14 +158,23 @@ fn header(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
         DIM,
         Style::new(),
     )?;
-    writeln!(w)
+    Ok(())
 }
 
 fn picture(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
+    picture_of(x.bits, &x.regions, w)
+}
+
+/// The regions of the picture, from the top.
+pub(crate) fn picture_of(
+    bits: u32,
+    regions: &[super::Region],
+    w: &mut dyn Write,
+) -> io::Result<()> {
     writeln!(w, "{BOLD}The address space, from the top{BOLD:#}")?;
-    let width = if x.bits == 64 { 16 } else { 8 };
+    let width = if bits == 64 { 16 } else { 8 };
     let mut below: Option<u64> = None;
-    for r in &x.regions {
+    for r in regions {
         if let Some(b) = below {
             if r.end < b {
                 writeln!(

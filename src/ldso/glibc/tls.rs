@@ -108,7 +108,9 @@ pub fn dl_determine_tlsoffset(modules: &[TlsModule], surplus: u64, tcb_size: u64
 /// align the block, plus the pointer to free it with).
 pub fn tls_storage_request(tls: &StaticTls, word: u64) -> u64 {
     // size_t arithmetic: wraps in C (a hostile PT_TLS; found by fuzzing plan_library).
-    tls.static_size.wrapping_add(tls.static_align).wrapping_add(word)
+    tls.static_size
+        .wrapping_add(tls.static_align)
+        .wrapping_add(word)
 }
 
 /// The thread pointer for a block returned at `allocated`: `roundup(allocated, align) +
