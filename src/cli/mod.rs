@@ -325,6 +325,16 @@ fn run_request(
     })
 }
 
+/// The program of a command line: under `--root`, looked up inside the root.
+fn resolve(c: &Common) -> Result<Target, Error> {
+    Target::resolve_under(
+        c.root.as_deref(),
+        &c.program,
+        &c.args,
+        std::env::var_os("PATH").as_deref(),
+    )
+}
+
 /// The host facts: from `file` if given, else this machine's.
 fn facts(file: Option<&PathBuf>) -> Result<HostFacts, Error> {
     match file {
@@ -364,7 +374,7 @@ pub fn run() -> Result<u8, CliError> {
 /// `elfmap plan`.
 fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
     // JSON lists what each of the loader's allocations is for.
     cfg.ledger = a.format == Format::Json;
@@ -399,7 +409,7 @@ fn leave_to_exit<T>(value: T) {
 fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
     use elfmap::explain::{text, Explanation};
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
     cfg.ledger = true;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
@@ -471,7 +481,7 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap run`.
 fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let cfg = config(&a.common, None);
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
@@ -487,7 +497,12 @@ fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap deps`.
 fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.facts.as_ref())?;
-    let target = Target::resolve(&a.program, &[])?;
+    let target = Target::resolve_under(
+        a.root.as_deref(),
+        &a.program,
+        &[],
+        std::env::var_os("PATH").as_deref(),
+    )?;
     let cfg = Config {
         stage: Stage::Loaded,
         no_aslr: false,
@@ -534,7 +549,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap compare`.
 fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(&a.common.program, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let cfg = config(&a.common, None);
     if elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,

@@ -106,10 +106,18 @@ pub struct ExecImage {
     pub next_open_id: u32,
 }
 
-/// Resolve `path` under `root` the way an absolute path would be opened inside a chroot.
+/// Resolve `path` under `root` the way an absolute path would be opened inside a chroot:
+/// its symbolic links are followed inside the root (an absolute link target is taken
+/// relative to it), so the file found is the root's, never this machine's.
 pub fn under_root(root: Option<&Path>, path: &Path) -> PathBuf {
     match root {
-        Some(r) if path.is_absolute() => r.join(path.strip_prefix("/").unwrap_or(path)),
+        Some(r) if path.is_absolute() => {
+            let mut fs = crate::host::fs::Fs::new(Some(r), Path::new("/"));
+            match fs.realpath(&path.to_string_lossy()) {
+                Ok(canon) => fs.host(&canon).into_owned(),
+                Err(_) => r.join(path.strip_prefix("/").unwrap_or(path)),
+            }
+        }
         _ => path.to_path_buf(),
     }
 }
@@ -472,7 +480,7 @@ pub fn load_elf_binary(
     mm.insert(stack_vma.clone());
 
     // The program's PT_LOADs.
-    let file = open_file(&img, 1)?;
+    let file = open_file(&img, 1, req.root.as_deref())?;
     let mut next_open_id = 2;
     let e_type = img.e_type();
     let total_size = total_mapping_size(&img.phdrs);
@@ -573,7 +581,7 @@ pub fn load_elf_binary(
         Some((requested, iimg)) => {
             let iimg = Arc::new(iimg);
             interp_image = Some(iimg.clone());
-            let ifile = open_file(&iimg, next_open_id)?;
+            let ifile = open_file(&iimg, next_open_id, req.root.as_deref())?;
             interp_file = Some(ifile.clone());
             next_open_id += 1;
             let load_addr = load_elf_interp(&mut mm, &iimg, ifile, load_bias, read_implies_exec)?;
@@ -670,11 +678,24 @@ fn bprm_fill_uid(img: &ElfImage, no_new_privs: bool) -> bool {
 }
 
 /// The `struct file` exec opened for `img` (open number `open_id`), as its mappings show
-/// it: the canonical path, and the device and inode of the `fstat` at open.
-fn open_file(img: &ElfImage, open_id: u32) -> Result<Arc<FileRef>> {
+/// it: the canonical path (inside `root`, as the process there sees it), and the device
+/// and inode of the `fstat` at open.
+fn open_file(img: &ElfImage, open_id: u32, root: Option<&Path>) -> Result<Arc<FileRef>> {
     use std::os::unix::fs::MetadataExt;
-    let canon = crate::host::fs::host_realpath(&img.path).map_err(|e| Error::io(&img.path, e))?;
-    let id = crate::host::fs::file_id_known(&canon, img.meta.dev(), img.meta.ino());
+    let io = |e| Error::io(&img.path, e);
+    let (shown, host) = match root {
+        None => {
+            let c = crate::host::fs::host_realpath(&img.path).map_err(io)?;
+            (c.clone(), c)
+        }
+        Some(r) => {
+            let mut fs = crate::host::fs::Fs::new(Some(r), Path::new("/"));
+            let (inside, host) = fs.realpath_of_host(&img.path).map_err(io)?;
+            (PathBuf::from(inside), host)
+        }
+    };
+    let mut id = crate::host::fs::file_id_known(&host, img.meta.dev(), img.meta.ino());
+    id.path = shown;
     Ok(FileRef::open(id, open_id))
 }
 

@@ -70,6 +70,62 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Resolve `name` as a process whose root directory is `root` would (`None`: as
+    /// [`Target::resolve`]): an absolute path is looked up inside `root` (a path on this
+    /// machine that already lies inside `root` is taken as the file it names there), a
+    /// name without '/' in the directories of `path_env` (`$PATH`) inside `root`. The
+    /// execve path and `argv[0]` are the path inside `root`, as the process sees it.
+    pub fn resolve_under(
+        root: Option<&Path>,
+        name: &OsStr,
+        args: &[OsString],
+        path_env: Option<&OsStr>,
+    ) -> Result<Target> {
+        let Some(root) = root else {
+            return Target::resolve(name, args);
+        };
+        let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+        let not_found = |reason: &str| Error::Usage {
+            path: name.into(),
+            reason: format!("{reason} under --root {}", root.display()),
+        };
+        let (host, in_root): (PathBuf, PathBuf) = if name.as_bytes().contains(&b'/') {
+            let p = Path::new(name);
+            if p.is_absolute() && inside(p).exists() {
+                (inside(p), p.to_path_buf())
+            } else if let Some(r) = crate::host::fs::in_root_of(root, p) {
+                (p.to_path_buf(), PathBuf::from(r))
+            } else {
+                return Err(not_found("no such file"));
+            }
+        } else {
+            let path = path_env
+                .map(OsStr::to_os_string)
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|cand| cand.is_absolute() && is_executable_file(&inside(cand)))
+                .map(|cand| (inside(&cand), cand))
+                .ok_or_else(|| not_found("command not found in PATH"))?
+        };
+        // The file as the process inside the root would open it (its links followed there).
+        let host = match crate::host::fs::Fs::new(Some(root), Path::new("/"))
+            .realpath(&in_root.to_string_lossy())
+        {
+            Ok(canon) => inside(Path::new(&canon)),
+            Err(_) => host,
+        };
+        let mut argv = vec![in_root.clone().into_os_string()];
+        argv.extend(args.iter().cloned());
+        Ok(Target {
+            program: host,
+            filename: in_root.into_os_string(),
+            argv,
+        })
+    }
+}
+
 fn is_executable_file(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)

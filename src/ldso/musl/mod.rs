@@ -785,7 +785,7 @@ impl<'e> Dls3<'e> {
                 let m = self.map_mut();
                 let id = m.next_open_id;
                 m.next_open_id += 1;
-                open_file(&host_path, id)?
+                open_file(&host_path, id, self.env.root.as_deref())?
             };
             self.map_library(&img, dt_textrel, &host_path, file, &mut dso)?;
             let map = dso.span.map;
