@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use elfmap::compare::Diff;
 use elfmap::host::RLIM_INFINITY;
+use elfmap::kernel::profile::Kernel;
 use elfmap::observe::{self, RunRequest};
 use elfmap::{render, Config, Error, HostFacts, Layout, Stage, Target};
+use std::sync::Arc;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -79,6 +81,21 @@ enum Cmd {
     /// Print the facts of this machine a plan depends on (sysctls, limits, personality,
     /// vDSO sizes, CPU, environment) as JSON, for `--facts FILE` here or elsewhere.
     Facts,
+    /// Kernel profiles: list the built-in ones, capture this machine's, check one against
+    /// maps recorded on that kernel.
+    #[command(subcommand)]
+    Kernel(KernelCmd),
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// The built-in profiles (`--kernel RELEASE`) and the one the running kernel gets.
+    List,
+    /// Everything a plan for this machine's kernel needs that user space can see, as JSON
+    /// (release, sysctls, vDSO/vvar sizes of 64- and 32-bit tasks, vsyscall mode, auxv,
+    /// each mounted filesystem's alignment of large file mappings): `plan --kernel FILE`
+    /// plans for this machine from anywhere.
+    Capture,
 }
 
 #[derive(Args)]
@@ -92,6 +109,9 @@ struct DepsArgs {
     /// Resolve with host facts written by `elfmap facts` instead of this machine's.
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// Resolve for another kernel (a release or a capture file, as for `plan --kernel`).
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
     /// The program (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM")]
     program: OsString,
@@ -171,6 +191,11 @@ struct Common {
     /// of this machine's.
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// Plan for another kernel: a release as `uname -r` prints it there (a built-in
+    /// profile: `elfmap kernel list`), or a FILE written by `elfmap kernel capture`.
+    /// Default: the running kernel.
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
     /// The program to plan or run (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM", required = true)]
     program: OsString,
@@ -304,7 +329,21 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         root: c.root.clone(),
         env: None,
         ledger: false,
+        kernel: None,
     }
+}
+
+/// The kernel `--kernel` names (a release or a capture file), or `None` for the running
+/// one; the note about a release without a built-in profile goes to stderr.
+fn kernel(arg: Option<&String>, machine: &HostFacts) -> Result<Arc<Kernel>, Error> {
+    let k = match arg {
+        Some(a) => Kernel::from_arg(a, machine)?,
+        None => Kernel::running(machine),
+    };
+    if let Some(n) = k.note() {
+        eprintln!("elfmap: {n}");
+    }
+    Ok(Arc::new(k))
 }
 
 fn run_request(
@@ -366,6 +405,7 @@ pub fn run() -> Result<u8, CliError> {
             writeln!(out, "{}", HostFacts::detect().to_json())?;
             0
         }
+        Cmd::Kernel(k) => kernel_cmd(&k, &mut out)?,
     };
     out.flush()?;
     Ok(code)
@@ -376,6 +416,7 @@ fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     // JSON lists what each of the loader's allocations is for.
     cfg.ledger = a.format == Format::Json;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
@@ -411,6 +452,7 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     cfg.ledger = true;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
     let x = Explanation::of(&plan, render::maps::lines(&plan.mm), a.seed);
@@ -482,6 +524,15 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
 fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = resolve(&a.common)?;
+    if a.common.kernel.is_some() {
+        return Err(Error::Usage {
+            path: "--kernel".into(),
+            reason: "run observes the kernel it runs on; --kernel is for plan, compare, \
+                     explain and deps"
+                .into(),
+        }
+        .into());
+    }
     let cfg = config(&a.common, None);
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
@@ -513,6 +564,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         root: a.root.clone(),
         env: None,
         ledger: false,
+        kernel: Some(kernel(a.kernel.as_ref(), &machine)?),
     };
     let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
         writeln!(
@@ -550,7 +602,8 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
 fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
     let target = resolve(&a.common)?;
-    let cfg = config(&a.common, None);
+    let mut cfg = config(&a.common, None);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     if elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,
         cfg.personality(&machine)?,
@@ -641,4 +694,23 @@ fn compare(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     }
     let same = diff.identical() || verdict.as_ref().is_some_and(|v| v.ok());
     Ok(if same { 0 } else { 1 })
+}
+
+/// `elfmap kernel ...`.
+fn kernel_cmd(k: &KernelCmd, out: &mut Out) -> Result<u8, CliError> {
+    match k {
+        KernelCmd::List => {
+            let running = Kernel::running(&HostFacts::detect());
+            for b in elfmap::kernel::rules::BUILT_IN {
+                writeln!(out, "{:<20} {:<40} {}", b.name, b.releases, b.what)?;
+            }
+            writeln!(out, "running kernel: {}", running.describe())?;
+            Ok(0)
+        }
+        KernelCmd::Capture => {
+            let cap = elfmap::observe::capture::capture()?;
+            writeln!(out, "{}", cap.to_json())?;
+            Ok(0)
+        }
+    }
 }

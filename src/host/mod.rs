@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod fs;
+pub mod kernel;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -6,4 +6,5 @@ pub mod mmap;
 pub mod personality;
 pub mod profile;
 pub mod random;
+pub mod rules;
 pub mod stack;

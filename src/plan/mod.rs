@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::host::Facts;
 use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
 use crate::kernel::personality;
+use crate::kernel::profile::Kernel;
 use crate::kernel::random::ExecRandom;
 use crate::ldso::glibc::{self, Invocation, RtldOptions};
 use crate::ldso::{musl, DepGraph, Flavor, LoaderEnv};
@@ -154,6 +155,9 @@ pub struct Config {
     /// explaining a layout and for comparing with the real ld.so under gdb; it costs the
     /// formatting of a few hundred labels.
     pub ledger: bool,
+    /// The kernel to plan for (`--kernel`); `None`: the running kernel of the machine's
+    /// facts ([`Kernel::running`]).
+    pub kernel: Option<Arc<Kernel>>,
 }
 
 impl Config {
@@ -169,7 +173,15 @@ impl Config {
             root: None,
             env: None,
             ledger: false,
+            kernel: None,
         }
+    }
+
+    /// The kernel the plan is for: `kernel`, or the running one of `machine`.
+    pub fn kernel(&self, machine: &Facts) -> Arc<Kernel> {
+        self.kernel
+            .clone()
+            .unwrap_or_else(|| Arc::new(Kernel::running(machine)))
     }
 
     /// The personality the program is exec'd with: ours, plus the requested flags.
@@ -268,14 +280,15 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
         rlimit_stack: config.rlimit_stack(machine),
         root: config.root.clone(),
     };
+    let kernel = config.kernel(machine);
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
-    let mut random = if machine.randomize_va_space != 0 {
+    let mut random = if kernel.facts.randomize_va_space != 0 {
         ExecRandom::lazily_seeded(config.seed)
     } else {
         ExecRandom::zero()
     };
-    load_elf_binary(&req, machine, &mut random)
+    load_elf_binary(&req, machine, &kernel, &mut random)
 }
 
 /// Which loader model runs after the exec: the PT_INTERP's (glibc or musl), or glibc's
