@@ -96,6 +96,34 @@ enum KernelCmd {
     /// each mounted filesystem's alignment of large file mappings): `plan --kernel FILE`
     /// plans for this machine from anywhere.
     Capture,
+    /// Plan every case the kernel lab recorded in DIR (lab/README.md: `index.tsv`,
+    /// `recorder/`, `sysinfo/`) for that kernel and compare with the real maps (device
+    /// and inode numbers left out). Exit 0 if all are identical, 1 otherwise.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The kernel to plan for (a release or a capture file); default: the release the
+    /// results were recorded on (`sysinfo/uname`).
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
+    /// The files the guest ran (its root directory as a directory here).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// FROM=TO: read recorded paths starting with FROM (program paths and paths in the
+    /// maps) as starting with TO (the test programs, built in another place).
+    #[arg(long, value_name = "FROM=TO")]
+    relocate: Option<String>,
+    /// Write every differing case with its lines to FILE.
+    #[arg(long, value_name = "FILE")]
+    diffs: Option<PathBuf>,
+    /// Print JSON (every case and its verdict) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// The results directory of one kernel.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -712,5 +740,125 @@ fn kernel_cmd(k: &KernelCmd, out: &mut Out) -> Result<u8, CliError> {
             writeln!(out, "{}", cap.to_json())?;
             Ok(0)
         }
+        KernelCmd::Check(a) => kernel_check(a, out),
     }
+}
+
+/// `elfmap kernel check`.
+fn kernel_check(a: &CheckArgs, out: &mut Out) -> Result<u8, CliError> {
+    use elfmap::compare::recorded::{self, CheckOptions, Verdict};
+    let host = HostFacts::detect();
+    let rec = recorded::Recorded::read(&a.dir)?;
+    let arg = a.kernel.clone().unwrap_or_else(|| rec.release.clone());
+    let kernel = kernel(Some(&arg), &host)?;
+    let relocate = match &a.relocate {
+        None => None,
+        Some(r) => match r.split_once('=') {
+            Some((f, t)) => Some((f.to_string(), t.to_string())),
+            None => {
+                return Err(Error::Usage {
+                    path: "--relocate".into(),
+                    reason: format!("{r:?} is not FROM=TO"),
+                }
+                .into())
+            }
+        },
+    };
+    let opts = CheckOptions {
+        kernel: kernel.clone(),
+        root: a.root.clone(),
+        relocate,
+    };
+    let outcomes = recorded::check(&a.dir, &host, &opts)?;
+    if let Some(f) = &a.diffs {
+        let mut text = String::new();
+        for o in outcomes.iter().filter(|o| !o.detail.is_empty()) {
+            text.push_str(&format!(
+                "### {} {}  ({:?})\n{}\n\n",
+                o.case.program,
+                o.case.options(),
+                o.verdict,
+                o.detail.join("\n")
+            ));
+        }
+        std::fs::write(f, text).map_err(|e| Error::io(f, e))?;
+    }
+    let same = |o: &&recorded::Outcome| {
+        matches!(
+            o.verdict,
+            Verdict::Identical | Verdict::IdenticalButInitializers
+        )
+    };
+    let all_same = outcomes.iter().all(|o| same(&o));
+    if a.json {
+        let j = serde_json::json!({
+            "kernel": kernel.describe(),
+            "cases": outcomes,
+        });
+        serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+        writeln!(out)?;
+        return Ok(if all_same { 0 } else { 1 });
+    }
+    let programs: std::collections::BTreeSet<&str> =
+        outcomes.iter().map(|o| o.case.program.as_str()).collect();
+    writeln!(out, "kernel   {}", kernel.describe())?;
+    writeln!(
+        out,
+        "results  {} ({} programs, {} cases)",
+        a.dir.display(),
+        programs.len(),
+        outcomes.len()
+    )?;
+    let count = |f: &dyn Fn(&recorded::Outcome) -> bool| {
+        let v: Vec<_> = outcomes.iter().filter(|o| f(o)).collect();
+        let s = v.iter().filter(|o| same(o)).count();
+        let e = v.iter().filter(|o| o.verdict == Verdict::Error).count();
+        (v.len(), s, v.len() - s - e, e)
+    };
+    writeln!(
+        out,
+        "{:<22} {:>6} {:>10} {:>10} {:>7}",
+        "", "cases", "identical", "different", "errors"
+    )?;
+    let mut row = |name: &str, f: &dyn Fn(&recorded::Outcome) -> bool| -> io::Result<()> {
+        let (n, s, d, e) = count(f);
+        if n > 0 {
+            writeln!(out, "{name:<22} {n:>6} {s:>10} {d:>10} {e:>7}")?;
+        }
+        Ok(())
+    };
+    row("all", &|_| true)?;
+    for st in [Stage::Exec, Stage::Loaded, Stage::Entry] {
+        row(&format!("stage {st}"), &move |o| o.case.stage == st)?;
+    }
+    row("64-bit", &|o| o.case.bits == 64)?;
+    row("32-bit", &|o| o.case.bits == 32)?;
+    row("flexible", &|o| !o.case.legacy)?;
+    row("legacy", &|o| o.case.legacy)?;
+    row("--3gb", &|o| o.case.addr_limit_3gb)?;
+    let init = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::IdenticalButInitializers)
+        .count();
+    if init > 0 {
+        writeln!(
+            out,
+            "({init} of the identical entry-stage cases differ only by memory made by library constructors)"
+        )?;
+    }
+    let bad: Vec<_> = outcomes.iter().filter(|o| !same(o)).collect();
+    for o in bad.iter().take(20) {
+        writeln!(
+            out,
+            "{:?}: {} {}: {}",
+            o.verdict,
+            o.case.program,
+            o.case.options(),
+            o.detail.first().map(String::as_str).unwrap_or("")
+        )?;
+    }
+    if bad.len() > 20 {
+        writeln!(out, "... {} more", bad.len() - 20)?;
+    }
+    Ok(if all_same { 0 } else { 1 })
 }

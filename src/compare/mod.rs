@@ -2,6 +2,7 @@
 //! inode, path): a diff of the rendered lines.
 
 pub mod entry;
+pub mod recorded;
 
 use similar::{ChangeTag, TextDiff};
 
