@@ -246,6 +246,9 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
     let exec = exec(target, config, machine)?;
     let (mm, deps, loader) = match config.stage {
         Stage::Exec => (exec.mm.clone(), None, None),
+        // A program without PT_INTERP starts at its own entry, AT_ENTRY: a loader run as a
+        // command (`ld.so PROGRAM`, `ld-musl-x86_64.so.1 PROGRAM`) has done nothing yet there.
+        Stage::Entry if exec.interp.is_none() => (exec.mm.clone(), None, None),
         Stage::Loaded | Stage::Entry => match load(&exec, target, config, machine)? {
             None => (exec.mm.clone(), None, None),
             Some((mut mm, graph, run)) => {
@@ -292,12 +295,17 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
 }
 
 /// Which loader model runs after the exec: the PT_INTERP's (glibc or musl), or glibc's
-/// ld.so run as a command on a program. `None` for a program without a loader.
+/// ld.so or musl's loader run as a command on a program. `None` for a program without a
+/// loader.
 fn loader_of(exec: &ExecImage, target: &Target) -> Option<(Flavor, Invocation)> {
     match &exec.interp {
         Some(interp) => Some((Flavor::from_interp(&interp.requested), Invocation::Kernel)),
         None => glibc::rtld_is_main_program(exec, &target.argv)
-            .map(|program_name| (Flavor::Glibc, Invocation::RtldIsMain { program_name })),
+            .map(|program_name| (Flavor::Glibc, Invocation::RtldIsMain { program_name }))
+            .or_else(|| {
+                musl::ldso_is_main_program(exec, &target.argv)
+                    .map(|program_name| (Flavor::Musl, Invocation::RtldIsMain { program_name }))
+            }),
     }
 }
 
@@ -330,7 +338,12 @@ fn load(
         Flavor::Musl => {
             // musl: nothing changes between `_dl_debug_state()` and AT_ENTRY (constructors
             // run later, from __libc_start_main).
-            let (mm, loaded, graph) = musl::dls3(exec, &env)?;
+            let (mm, loaded, graph) = match &invocation {
+                Invocation::Kernel => musl::dls3(exec, &env)?,
+                Invocation::RtldIsMain { program_name } => {
+                    musl::dls3_command(exec, &env, program_name)?
+                }
+            };
             (mm, graph, LoaderRun::Musl(loaded))
         }
     }))
