@@ -7,7 +7,8 @@ kernels without qemu (tests/kernels.rs).
 
 For each kernel of DATA/results (not the host's), the cases of the chosen programs are
 copied as the recorder wrote them: index.tsv (those rows), recorder/KEY.*.maps and .info,
-sysinfo/uname; TESTDATA names where the guest had the test programs. MANIFEST lists what the plans of those cases read, as the guest's root
+sysinfo/uname, kernel-capture.json (what `elfmap kernel capture` wrote in the guest);
+TESTDATA names where the guest had the test programs. MANIFEST lists what the plans of those cases read, as the guest's root
 (DATA/root-staging) held it: `sha256 PATH` of every ELF file named in the maps (and of the
 programs), and `pages N /etc/ld.so.cache` (the cache's mapped size); a test plans only the
 cases whose files are the same here.
@@ -70,6 +71,10 @@ def export(rel):
     shutil.copy(os.path.join(src, "sysinfo", "uname"), os.path.join(dst, "sysinfo", "uname"))
     with open(os.path.join(dst, "TESTDATA"), "w") as f:
         f.write(testdata + "\n")
+    # The guest's own capture of its kernel (x86_64 guests), for `--kernel FILE`.
+    cap = os.path.join(src, "sysinfo", "kernel-capture.json")
+    if os.path.exists(cap) and os.path.getsize(cap) > 0:
+        shutil.copy(cap, os.path.join(dst, "kernel-capture.json"))
     needs = {}
     with open(os.path.join(dst, "index.tsv"), "w") as out:
         out.write(header)

@@ -1,7 +1,8 @@
 //! The built-in kernel profiles against the real maps of their kernels: testdata/kernels/
 //! holds, per Debian kernel, maps the kernel lab recorded in a guest under qemu (`make
 //! kernels`, exported by lab/export.py; real output, not typed in). Here each recorded case is
-//! planned with `--kernel RELEASE` (`elfmap kernel check`) and must equal the recording,
+//! planned with `--kernel RELEASE` (`elfmap kernel check`), and with `--kernel` the capture
+//! the guest made of its kernel (`elfmap kernel capture` there), and must equal the recording,
 //! line for line (device and inode numbers aside), with `.info`'s AT_ENTRY, AT_BASE,
 //! AT_SYSINFO_EHDR, start_brk and start_stack. Cases whose files (the program, its
 //! libraries, the cache's size) are not the same here as in the guest are left out, and
@@ -126,37 +127,46 @@ fn built_in_profiles_give_the_real_kernels_maps() {
         for l in &left_out {
             eprintln!("{release}: left out: {l}");
         }
-        let o = run([
-            "kernel".into(),
-            "check".into(),
-            "--json".into(),
-            "--kernel".into(),
-            release.clone(),
-            "--relocate".into(),
-            format!("{recorded}={}", testdata.display()),
-            dst.to_string_lossy().into_owned(),
-        ]);
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{release}: {e}: {}", stderr(&o)));
-        let n = j["cases"].as_array().unwrap().len();
-        eprintln!("{release}: {n} recorded cases planned");
-        // The static test programs need nothing of this machine but themselves.
-        assert!(n >= 10, "{release}: only {n} cases could be planned");
-        for c in j["cases"].as_array().unwrap() {
-            let v = c["verdict"].as_str().unwrap();
-            if v != "identical" && v != "identical_but_initializers" {
-                failures.push(format!(
-                    "{release}: {} {}: {v}\n{}",
-                    c["case"]["program"],
-                    c["case"]["file"],
-                    c["detail"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d.as_str().unwrap_or(""))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ));
+        // The built-in profile, and the profile the guest captured of itself.
+        let mut profiles = vec![release.clone()];
+        let cap = src.join("kernel-capture.json");
+        if cap.exists() {
+            profiles.push(cap.to_string_lossy().into_owned());
+        }
+        let mut n = 0;
+        for kernel in &profiles {
+            let o = run([
+                "kernel".into(),
+                "check".into(),
+                "--json".into(),
+                "--kernel".into(),
+                kernel.clone(),
+                "--relocate".into(),
+                format!("{recorded}={}", testdata.display()),
+                dst.to_string_lossy().into_owned(),
+            ]);
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|e| panic!("{release}: {e}: {}", stderr(&o)));
+            n = j["cases"].as_array().unwrap().len();
+            eprintln!("{release}: {n} recorded cases planned with --kernel {kernel}");
+            // The static test programs need nothing of this machine but themselves.
+            assert!(n >= 10, "{release}: only {n} cases could be planned");
+            for c in j["cases"].as_array().unwrap() {
+                let v = c["verdict"].as_str().unwrap();
+                if v != "identical" && v != "identical_but_initializers" {
+                    failures.push(format!(
+                        "{release} (--kernel {kernel}): {} {}: {v}\n{}",
+                        c["case"]["program"],
+                        c["case"]["file"],
+                        c["detail"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|d| d.as_str().unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ));
+                }
             }
         }
         kernels += 1;
