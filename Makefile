@@ -1,6 +1,7 @@
 # elfmap: two commands do all set-up on a fresh machine (see README.md):
 #   make demo   build, then predict and observe a 32-bit program at 0x08048000 and a 64-bit PIE
 #   make test   install what the tests need, build the test programs, run every test
+#   make kernels  the kernel lab (qemu): real maps of Debian's kernels against plan --kernel
 
 CARGO   ?= cargo
 # .cargo/config.toml names the target (for a static elfmap), so binaries go under it.
@@ -9,7 +10,7 @@ ELFMAP  := target/x86_64-unknown-linux-gnu/release/elfmap
 # chromium (tests/svg.rs opens the SVG picture in a headless browser).
 APT_PKGS := gcc-multilib libc6-i386 musl-tools chromium
 
-.PHONY: all deps build testdata test demo bench clean fuzz differential
+.PHONY: all deps build testdata test demo bench clean fuzz differential kernels
 
 all: build
 
@@ -58,6 +59,11 @@ demo: deps testdata build
 	@echo; echo "== where ls's libraries come from"
 	@echo "\$$ elfmap deps /bin/ls"
 	@$(ELFMAP) deps /bin/ls
+
+# The kernel lab (lab/README.md): boots Debian's kernels under qemu, records real maps there,
+# and checks plan --kernel on this host against them (~20 minutes; not part of make test).
+kernels: deps testdata build
+	$(MAKE) -C lab kernels
 
 # Timing against ld.so --list, ldd and libtree (never a timed test).
 bench: build

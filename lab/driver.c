@@ -16,7 +16,8 @@
  * KEY is PATH without its leading '/', with every '/' turned into '%'.
  * OUTDIR/index.tsv lists every result (one line per program x stage x layout x limit x
  * tool); OUTDIR/sysinfo/ holds the kernel's facts. 64-bit programs are skipped on a
- * 32-bit kernel. JOBS (default 1) programs are measured at once. The programs are taken
+ * 32-bit kernel. On an x86_64 kernel sysinfo/kernel-capture.json is what `elfmap kernel
+ * capture` measured there. JOBS (default 1) programs are measured at once. The programs are taken
  * from /lab/bin, or from $LAB_BIN (host-record.sh runs the same measurements on the host). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -198,6 +199,13 @@ static void sysinfo(void) {
         char *argv[] = {ELFMAP, "--version", NULL};
         snprintf(path, sizeof path, "%s/sysinfo/elfmap-version", OUT);
         run(argv, path, NULL, -1);
+        /* the kernel's profile as `elfmap kernel capture` sees it here: the host plans
+         * with it (`--kernel FILE`) and compares with the built-in profile */
+        char *cargv[] = {ELFMAP, "kernel", "capture", NULL};
+        char err[600];
+        snprintf(path, sizeof path, "%s/sysinfo/kernel-capture.json", OUT);
+        snprintf(err, sizeof err, "%s/sysinfo/kernel-capture.err", OUT);
+        run(cargv, path, err, -1);
     }
 }
 

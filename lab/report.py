@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Summarise the kernel lab's results (host side; reads DATA/results/*/index.tsv).
 
-    python3 lab/report.py [DATA_DIR]
+    python3 lab/report.py [DATA_DIR [ELFMAP]]
 
 Prints, per kernel: the programs x stages x layouts (x address limits) recorded, and for
 the x86_64 kernels how many `elfmap compare` runs were identical / different / errors,
-whether the recorder and `elfmap run` saw the same maps, and the kinds of difference.
+whether the recorder and `elfmap run` saw the same maps, and the kinds of difference; then,
+on this host, `elfmap kernel check` (every recorded case planned with `--kernel RELEASE`, the
+built-in profile, and with `--kernel` the capture the guest made, over the guest's root as
+`--root`) against the recorder's real maps.
 Writes, per kernel, DATA/results/RELEASE/report/: different.txt (every differing compare,
 with its diff lines), errors.txt, kinds.tsv (each differing compare and its kinds) and
 summary.txt (what is printed here).
@@ -16,7 +19,10 @@ import re
 import sys
 
 DATA = sys.argv[1] if len(sys.argv) > 1 else "/work/lab-data"
+ELFMAP = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "target", "x86_64-unknown-linux-gnu", "release", "elfmap")
 RESULTS = os.path.join(DATA, "results")
+STAGING = os.path.join(DATA, "root-staging")
 
 MAPS_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) (\S+) (\d+)\s*(.*)$")
 
@@ -349,6 +355,45 @@ def versus_host(rel, host_rel, out):
     return c
 
 
+def host_plans(rel, out, kernel=None, label="built-in"):
+    """`elfmap kernel check` of the results of `rel` on this host: each recorded case planned
+    for that kernel (`kernel`: a release or a capture file; default the recorded release)
+    with the guest's root, against the recorder's maps. Returns (identical, cases)."""
+    import json
+    import subprocess
+    d = os.path.join(RESULTS, rel)
+    rep = os.path.join(d, "report")
+    os.makedirs(rep, exist_ok=True)
+    tag = "capture" if kernel else "builtin"
+    cmd = [ELFMAP, "kernel", "check", "--json", "--root", STAGING,
+           "--diffs", os.path.join(rep, "host-plan-%s-diffs.txt" % tag)]
+    if kernel:
+        cmd += ["--kernel", kernel]
+    cmd.append(d)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        j = json.loads(p.stdout)
+    except ValueError:
+        out.append("   plan on this host (%s): elfmap kernel check failed: %s" % (label, p.stderr.strip()[:300]))
+        return None
+    cases = j["cases"]
+    same = [c for c in cases if c["verdict"] in ("identical", "identical_but_initializers")]
+    out.append("   plan on this host (%s: %s) vs the real maps: identical %d of %d%s"
+               % (label, j["kernel"], len(same), len(cases),
+                  "" if len(same) == len(cases) else " (diffs: %s/host-plan-%s-diffs.txt)" % (rep, tag)))
+    for stage in ("exec", "loaded", "entry"):
+        cs = [c for c in cases if c["case"]["stage"] == stage]
+        if cs:
+            ok = sum(1 for c in cs if c in same)
+            out.append("     %-6s %4d of %4d" % (stage, ok, len(cs)))
+    for c in [c for c in cases if c not in same][:5]:
+        out.append("     %s: %s %s: %s" % (c["verdict"], c["case"]["program"], c["case"]["file"],
+                                          (c["detail"] or [""])[0]))
+    if p.stderr.strip():
+        out.append("     stderr: %s" % p.stderr.strip()[:300])
+    return len(same), len(cases)
+
+
 def main():
     if not os.path.isdir(RESULTS):
         print("no results in %s: run `make -C lab kernels` first" % RESULTS)
@@ -369,13 +414,24 @@ def main():
             if hosts and rel not in hosts:
                 vh = versus_host(rel, hosts[0], out)
                 s["vs_host"] = "%d/%d" % (vh["identical"], vh["identical"] + vh["different"])
+            if os.path.exists(ELFMAP):
+                hp = host_plans(rel, out)
+                if hp:
+                    s["host_plan"] = "%d/%d" % hp
+                cap = os.path.join(RESULTS, rel, "sysinfo", "kernel-capture.json")
+                if os.path.exists(cap) and os.path.getsize(cap) > 0:
+                    hc = host_plans(rel, out, cap, "the guest's capture")
+                    if hc:
+                        s["host_capture"] = "%d/%d" % hc
             summaries.append(s)
         out.append("")
-    out.append("kernel\tmachine\tcases\trecorded\tcompare: identical\tdifferent\terrors\treal maps equal to the host's")
+    out.append("kernel\tmachine\tcases\trecorded\tcompare: identical\tdifferent\terrors\treal maps equal to the host's"
+               "\tplan --kernel RELEASE here = real\tplan --kernel CAPTURE here = real")
     for s in summaries:
-        out.append("%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s" % (s["release"], s["machine"], s["cases"], s["recorded"],
-                                                       s.get("identical", "-"), s.get("different", "-"), s.get("errors", "-"),
-                                                       s.get("vs_host", "-")))
+        out.append("%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s" % (
+            s["release"], s["machine"], s["cases"], s["recorded"],
+            s.get("identical", "-"), s.get("different", "-"), s.get("errors", "-"),
+            s.get("vs_host", "-"), s.get("host_plan", "-"), s.get("host_capture", "-")))
     text = "\n".join(out)
     print(text)
     with open(os.path.join(RESULTS, "summary.txt"), "w") as f:

@@ -11,7 +11,10 @@
 //!    relocations, version tables; and the kernel's accept/refuse checks.
 //! 3. The models, pure functions of the facts and the files:
 //!    * [`kernel`]: what `execve` does (`fs/binfmt_elf.c: load_elf_binary()` and the mm
-//!      layout of `arch/x86/mm/mmap.c`): the exec stop;
+//!      layout of `arch/x86/mm/mmap.c`): the exec stop, as the kernel of a profile does it
+//!      ([`kernel::profile::Kernel`]: the rules of a release and configuration,
+//!      [`kernel::rules::KernelRules`], and its facts, [`host::kernel::KernelFacts`]; the
+//!      running kernel's by default), a value the model takes, never a global;
 //!    * [`ldso`]: one model per dynamic loader, glibc's `ld.so` ([`ldso::glibc`]) and
 //!      musl's ([`ldso::musl`]), each finding the libraries and replaying what loading them
 //!      does, up to the loaded stop (and AT_ENTRY after it).

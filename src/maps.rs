@@ -22,8 +22,8 @@ pub struct MapsLine {
 
 /// The column where names start is reached by padding the prefix to
 /// `25 + 6 * sizeof(long) - 1` characters (`seq_setwidth()` in show_map_vma(); 72 on a
-/// 64-bit kernel) and then one more space.
-const NAME_PAD: usize = 25 + 6 * 8 - 1;
+/// 64-bit kernel, 48 on a 32-bit one) and then one more space.
+pub const NAME_PAD: usize = 25 + 6 * 8 - 1;
 
 impl MapsLine {
     /// `start-end` as maps prints it.
@@ -67,15 +67,20 @@ impl MapsLine {
             .collect()
     }
 
-    /// The line exactly as the kernel prints it (without the newline).
+    /// The line exactly as a 64-bit kernel prints it (without the newline).
     pub fn render(&self) -> String {
+        self.render_padded(NAME_PAD)
+    }
+
+    /// The line as a kernel that pads the name column to `pad` prints it.
+    pub fn render_padded(&self, pad: usize) -> String {
         let mut s = Vec::with_capacity(100);
-        self.render_into(&mut s);
+        self.render_into(&mut s, pad);
         String::from_utf8(s).expect("maps lines are built from str")
     }
 
-    /// [`MapsLine::render`], appended to `s`.
-    pub fn render_into(&self, s: &mut Vec<u8>) {
+    /// [`MapsLine::render_padded`], appended to `s`.
+    pub fn render_into(&self, s: &mut Vec<u8>, pad: usize) {
         write_line(
             s,
             Fields {
@@ -86,6 +91,7 @@ impl MapsLine {
                 dev: (self.dev_major, self.dev_minor),
                 inode: self.inode,
                 path: &self.path,
+                pad,
             },
         );
     }
@@ -100,6 +106,8 @@ pub struct Fields<'a> {
     pub dev: (u32, u32),
     pub inode: u64,
     pub path: &'a str,
+    /// The width the prefix is padded to before a name ([`NAME_PAD`] on a 64-bit kernel).
+    pub pad: usize,
 }
 
 /// `v` in lower-case hex, zero-padded to `width` digits (`%0*lx`), written into `b` at
@@ -160,7 +168,7 @@ pub fn write_line(s: &mut Vec<u8>, f: Fields) {
     if !f.path.is_empty() {
         // Up to the name column (counted from the line's start), then one space.
         let so_far = s.len() - line_start;
-        n = n.max(NAME_PAD.saturating_sub(so_far)) + 1;
+        n = n.max(f.pad.saturating_sub(so_far)) + 1;
     }
     s.extend_from_slice(&b[..n]);
     s.extend_from_slice(f.path.as_bytes());

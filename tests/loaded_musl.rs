@@ -192,3 +192,49 @@ fn musl_mutated_library_never_panics() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_no_failures("mutated libleaf.so", mutations.len(), &failures);
 }
+
+/// musl's loader run as a command (`ld-musl-x86_64.so.1 PROGRAM`): `__dls3`'s "invoked as
+/// a command" branch maps the program itself with `map_library()` before anything else;
+/// at AT_ENTRY (the loader's own entry) nothing has run yet. Every dynamic musl test
+/// program, by an absolute and by a relative path, a glibc PIE too (musl takes its
+/// libc.so.6 for itself), loaded and entry stops, both layouts.
+#[test]
+fn musl_loader_run_as_a_command() {
+    let ld = Path::new("/lib/ld-musl-x86_64.so.1");
+    if !ld.exists() {
+        eprintln!("skipped: no {}", ld.display());
+        return;
+    }
+    let t = testdata();
+    let mut progs: Vec<String> = musl_programs()
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains("static"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    progs.push(t.join("hello64pie").to_string_lossy().into_owned());
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for opts in [
+        &LOADED[..],
+        &LOADED_LEGACY[..],
+        &ENTRY[..],
+        &ENTRY_LEGACY[..],
+    ] {
+        for prog in &progs {
+            checked += 1;
+            if let Some(f) = plan_vs_run(opts, ld, &[prog]) {
+                failures.push(f);
+            }
+        }
+        // A relative name: the program's $ORIGIN is the directory of the name as given.
+        let o = plan_vs_run_in(
+            &[opts, &[ld.to_str().unwrap()][..]].concat(),
+            Path::new("musl/main_musl"),
+            Some(&t),
+            &[] as &[(&str, &str)],
+        );
+        checked += 1;
+        failures.extend(o);
+    }
+    assert_no_failures("ld-musl as a command", checked, &failures);
+}

@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use elfmap::compare::Diff;
 use elfmap::host::RLIM_INFINITY;
+use elfmap::kernel::profile::Kernel;
 use elfmap::observe::{self, RunRequest};
 use elfmap::{render, Config, Error, HostFacts, Layout, Stage, Target};
+use std::sync::Arc;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -93,6 +95,49 @@ enum Cmd {
     /// Print the facts of this machine a plan depends on (sysctls, limits, personality,
     /// vDSO sizes, CPU, environment) as JSON, for `--facts FILE` here or elsewhere.
     Facts,
+    /// Kernel profiles: list the built-in ones, capture this machine's, check one against
+    /// maps recorded on that kernel.
+    #[command(subcommand)]
+    Kernel(KernelCmd),
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// The built-in profiles (`--kernel RELEASE`) and the one the running kernel gets.
+    List,
+    /// Everything a plan for this machine's kernel needs that user space can see, as JSON
+    /// (release, sysctls, vDSO/vvar sizes of 64- and 32-bit tasks, vsyscall mode, auxv,
+    /// each mounted filesystem's alignment of large file mappings): `plan --kernel FILE`
+    /// plans for this machine from anywhere.
+    Capture,
+    /// Plan every case the kernel lab recorded in DIR (lab/README.md: `index.tsv`,
+    /// `recorder/`, `sysinfo/`) for that kernel and compare with the real maps (device
+    /// and inode numbers left out). Exit 0 if all are identical, 1 otherwise.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The kernel to plan for (a release or a capture file); default: the release the
+    /// results were recorded on (`sysinfo/uname`).
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
+    /// The files the guest ran (its root directory as a directory here).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// FROM=TO: read recorded paths starting with FROM (program paths and paths in the
+    /// maps) as starting with TO (the test programs, built in another place).
+    #[arg(long, value_name = "FROM=TO")]
+    relocate: Option<String>,
+    /// Write every differing case with its lines to FILE.
+    #[arg(long, value_name = "FILE")]
+    diffs: Option<PathBuf>,
+    /// Print JSON (every case and its verdict) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// The results directory of one kernel.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -106,6 +151,9 @@ struct DepsArgs {
     /// Resolve with host facts written by `elfmap facts` instead of this machine's.
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// Resolve for another kernel (a release or a capture file, as for `plan --kernel`).
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
     /// The program (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM")]
     program: OsString,
@@ -187,6 +235,11 @@ struct Common {
     /// of this machine's.
     #[arg(long, value_name = "FILE")]
     facts: Option<PathBuf>,
+    /// Plan for another kernel: a release as `uname -r` prints it there (a built-in
+    /// profile: `elfmap kernel list`), or a FILE written by `elfmap kernel capture`.
+    /// Default: the running kernel.
+    #[arg(long, value_name = "RELEASE|FILE")]
+    kernel: Option<String>,
     /// The program to plan or run (looked up in PATH if it has no '/').
     #[arg(value_name = "PROGRAM", required = true, index = 1)]
     program: Option<OsString>,
@@ -369,7 +422,21 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         root: c.root.clone(),
         env: None,
         ledger: false,
+        kernel: None,
     }
+}
+
+/// The kernel `--kernel` names (a release or a capture file), or `None` for the running
+/// one; the note about a release without a built-in profile goes to stderr.
+fn kernel(arg: Option<&String>, machine: &HostFacts) -> Result<Arc<Kernel>, Error> {
+    let k = match arg {
+        Some(a) => Kernel::from_arg(a, machine)?,
+        None => Kernel::running(machine),
+    };
+    if let Some(n) = k.note() {
+        eprintln!("elfmap: {n}");
+    }
+    Ok(Arc::new(k))
 }
 
 fn run_request(
@@ -388,6 +455,16 @@ fn run_request(
         timeout: Duration::from_secs_f64(timeout.clamp(0.01, 3600.0)),
         peek: Vec::new(),
     })
+}
+
+/// The program of a command line: under `--root`, looked up inside the root.
+fn resolve(c: &Common) -> Result<Target, Error> {
+    Target::resolve_under(
+        c.root.as_deref(),
+        c.program()?,
+        &c.args,
+        std::env::var_os("PATH").as_deref(),
+    )
 }
 
 /// The host facts: from `file` if given, else this machine's.
@@ -422,6 +499,7 @@ pub fn run() -> Result<u8, CliError> {
             writeln!(out, "{}", HostFacts::detect().to_json())?;
             0
         }
+        Cmd::Kernel(k) => kernel_cmd(&k, &mut out)?,
     };
     out.flush()?;
     Ok(code)
@@ -430,8 +508,9 @@ pub fn run() -> Result<u8, CliError> {
 /// `elfmap plan`.
 fn plan(a: &PlanArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(a.common.program()?, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     // JSON lists what each of the loader's allocations is for; the picture says it too.
     cfg.ledger = matches!(a.format, Format::Json | Format::Svg);
     let plan = elfmap::plan(&target, &cfg, &machine)?;
@@ -584,8 +663,9 @@ fn explain(a: &ExplainArgs, out: &mut Out) -> Result<u8, CliError> {
         return explain_maps(a, file, out);
     }
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(a.common.program()?, &a.common.args)?;
+    let target = resolve(&a.common)?;
     let mut cfg = config(&a.common, a.seed);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     cfg.ledger = true;
     let plan = elfmap::plan(&target, &cfg, &machine)?;
     let x = Explanation::of(&plan, render::maps::lines(&plan.mm), a.seed);
@@ -653,8 +733,9 @@ fn entropy(a: &EntropyArgs, out: &mut Out) -> Result<u8, CliError> {
     use elfmap::compare::{aslr::Sampler, entropy};
     use std::collections::BTreeMap;
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(a.common.program()?, &a.common.args)?;
-    let cfg = config(&a.common, None);
+    let target = resolve(&a.common)?;
+    let mut cfg = config(&a.common, None);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     if !elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,
         cfg.personality(&machine)?,
@@ -783,7 +864,16 @@ fn entropy(a: &EntropyArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap run`.
 fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(a.common.program()?, &a.common.args)?;
+    let target = resolve(&a.common)?;
+    if a.common.kernel.is_some() {
+        return Err(Error::Usage {
+            path: "--kernel".into(),
+            reason: "run observes the kernel it runs on; --kernel is for plan, compare, \
+                     explain and deps"
+                .into(),
+        }
+        .into());
+    }
     let cfg = config(&a.common, None);
     let req = run_request(&target, &cfg, &machine, a.timeout)?;
     let obs = observe::run(&req)?;
@@ -799,7 +889,12 @@ fn run_target(a: &RunArgs, out: &mut Out) -> Result<u8, CliError> {
 /// `elfmap deps`.
 fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
     let machine = facts(a.facts.as_ref())?;
-    let target = Target::resolve(&a.program, &[])?;
+    let target = Target::resolve_under(
+        a.root.as_deref(),
+        &a.program,
+        &[],
+        std::env::var_os("PATH").as_deref(),
+    )?;
     let cfg = Config {
         stage: Stage::Loaded,
         no_aslr: false,
@@ -811,6 +906,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         root: a.root.clone(),
         env: None,
         ledger: false,
+        kernel: Some(kernel(a.kernel.as_ref(), &machine)?),
     };
     let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
         writeln!(
@@ -848,8 +944,9 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
 fn compare(args: &CompareArgs, out: &mut Out) -> Result<u8, CliError> {
     let a = &args.run;
     let machine = facts(a.common.facts.as_ref())?;
-    let target = Target::resolve(a.common.program()?, &a.common.args)?;
-    let cfg = config(&a.common, None);
+    let target = resolve(&a.common)?;
+    let mut cfg = config(&a.common, None);
+    cfg.kernel = Some(kernel(a.common.kernel.as_ref(), &machine)?);
     let aslr = elfmap::kernel::personality::pf_randomize(
         machine.randomize_va_space,
         cfg.personality(&machine)?,
@@ -1084,4 +1181,143 @@ fn compare_aslr(
         writeln!(out)?;
     }
     Ok(if all { 0 } else { 1 })
+}
+
+/// `elfmap kernel ...`.
+fn kernel_cmd(k: &KernelCmd, out: &mut Out) -> Result<u8, CliError> {
+    match k {
+        KernelCmd::List => {
+            let running = Kernel::running(&HostFacts::detect());
+            for b in elfmap::kernel::rules::BUILT_IN {
+                writeln!(out, "{:<20} {:<40} {}", b.name, b.releases, b.what)?;
+            }
+            writeln!(out, "running kernel: {}", running.describe())?;
+            Ok(0)
+        }
+        KernelCmd::Capture => {
+            let cap = elfmap::observe::capture::capture()?;
+            writeln!(out, "{}", cap.to_json())?;
+            Ok(0)
+        }
+        KernelCmd::Check(a) => kernel_check(a, out),
+    }
+}
+
+/// `elfmap kernel check`.
+fn kernel_check(a: &CheckArgs, out: &mut Out) -> Result<u8, CliError> {
+    use elfmap::compare::recorded::{self, CheckOptions, Verdict};
+    let host = HostFacts::detect();
+    let rec = recorded::Recorded::read(&a.dir)?;
+    let arg = a.kernel.clone().unwrap_or_else(|| rec.release.clone());
+    let kernel = kernel(Some(&arg), &host)?;
+    let relocate = match &a.relocate {
+        None => None,
+        Some(r) => match r.split_once('=') {
+            Some((f, t)) => Some((f.to_string(), t.to_string())),
+            None => {
+                return Err(Error::Usage {
+                    path: "--relocate".into(),
+                    reason: format!("{r:?} is not FROM=TO"),
+                }
+                .into())
+            }
+        },
+    };
+    let opts = CheckOptions {
+        kernel: kernel.clone(),
+        root: a.root.clone(),
+        relocate,
+    };
+    let outcomes = recorded::check(&a.dir, &host, &opts)?;
+    if let Some(f) = &a.diffs {
+        let mut text = String::new();
+        for o in outcomes.iter().filter(|o| !o.detail.is_empty()) {
+            text.push_str(&format!(
+                "### {} {}  ({:?})\n{}\n\n",
+                o.case.program,
+                o.case.options(),
+                o.verdict,
+                o.detail.join("\n")
+            ));
+        }
+        std::fs::write(f, text).map_err(|e| Error::io(f, e))?;
+    }
+    let same = |o: &&recorded::Outcome| {
+        matches!(
+            o.verdict,
+            Verdict::Identical | Verdict::IdenticalButInitializers
+        )
+    };
+    let all_same = outcomes.iter().all(|o| same(&o));
+    if a.json {
+        let j = serde_json::json!({
+            "kernel": kernel.describe(),
+            "cases": outcomes,
+        });
+        serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
+        writeln!(out)?;
+        return Ok(if all_same { 0 } else { 1 });
+    }
+    let programs: std::collections::BTreeSet<&str> =
+        outcomes.iter().map(|o| o.case.program.as_str()).collect();
+    writeln!(out, "kernel   {}", kernel.describe())?;
+    writeln!(
+        out,
+        "results  {} ({} programs, {} cases)",
+        a.dir.display(),
+        programs.len(),
+        outcomes.len()
+    )?;
+    let count = |f: &dyn Fn(&recorded::Outcome) -> bool| {
+        let v: Vec<_> = outcomes.iter().filter(|o| f(o)).collect();
+        let s = v.iter().filter(|o| same(o)).count();
+        let e = v.iter().filter(|o| o.verdict == Verdict::Error).count();
+        (v.len(), s, v.len() - s - e, e)
+    };
+    writeln!(
+        out,
+        "{:<22} {:>6} {:>10} {:>10} {:>7}",
+        "", "cases", "identical", "different", "errors"
+    )?;
+    let mut row = |name: &str, f: &dyn Fn(&recorded::Outcome) -> bool| -> io::Result<()> {
+        let (n, s, d, e) = count(f);
+        if n > 0 {
+            writeln!(out, "{name:<22} {n:>6} {s:>10} {d:>10} {e:>7}")?;
+        }
+        Ok(())
+    };
+    row("all", &|_| true)?;
+    for st in [Stage::Exec, Stage::Loaded, Stage::Entry] {
+        row(&format!("stage {st}"), &move |o| o.case.stage == st)?;
+    }
+    row("64-bit", &|o| o.case.bits == 64)?;
+    row("32-bit", &|o| o.case.bits == 32)?;
+    row("flexible", &|o| !o.case.legacy)?;
+    row("legacy", &|o| o.case.legacy)?;
+    row("--3gb", &|o| o.case.addr_limit_3gb)?;
+    let init = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::IdenticalButInitializers)
+        .count();
+    if init > 0 {
+        writeln!(
+            out,
+            "({init} of the identical entry-stage cases differ only by memory made by library constructors)"
+        )?;
+    }
+    let bad: Vec<_> = outcomes.iter().filter(|o| !same(o)).collect();
+    for o in bad.iter().take(20) {
+        writeln!(
+            out,
+            "{:?}: {} {}: {}",
+            o.verdict,
+            o.case.program,
+            o.case.options(),
+            o.detail.first().map(String::as_str).unwrap_or("")
+        )?;
+    }
+    if bad.len() > 20 {
+        writeln!(out, "... {} more", bad.len() - 20)?;
+    }
+    Ok(if all_same { 0 } else { 1 })
 }

@@ -66,7 +66,15 @@ pub fn classify(
         let clashes = predicted_all
             .iter()
             .any(|p| overlaps(p, o) && !covered.iter().any(|&i| pred[i].1.as_ref() == Some(p)));
-        let heap_ok = o.path == "[heap]" && o.start == mm.start_brk;
+        // The heap starts at start_brk; a kernel whose brk() grows the VMA below it (the
+        // .bss tail, up to v6.0) shows both as one [heap] line.
+        let grown_bss = mm.rules.brk_merges_below
+            && o.start < mm.start_brk
+            && o.end > mm.start_brk
+            && covered
+                .iter()
+                .any(|&i| pred[i].1.as_ref().is_some_and(|p| p.start == o.start));
+        let heap_ok = o.path == "[heap]" && (o.start == mm.start_brk || grown_bss);
         let in_mmap_area = if l.topdown {
             o.end <= l.mmap_base && o.start >= l.mmap_min_addr
         } else {

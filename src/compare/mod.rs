@@ -4,6 +4,7 @@
 pub mod aslr;
 pub mod entropy;
 pub mod entry;
+pub mod recorded;
 
 use similar::{ChangeTag, TextDiff};
 

@@ -837,6 +837,18 @@ fn regions(plan: &Plan, lines: &[Line]) -> Vec<Region> {
             note: format!("above TASK_SIZE {:#x} (one page below 2^47, kept unmapped), addresses whose bits 47-63 are not all equal cannot be used (4-level paging)", l.task_size),
             random: None,
         });
+    } else if e.kernel.rules.arch == crate::kernel::rules::KernelArch::I386 {
+        out.push(Region {
+            start: l.task_size,
+            end: 0x1_0000_0000,
+            kind: RegionKind::KernelSpace,
+            name: "kernel space (3G/1G)".into(),
+            note: format!(
+                "a 32-bit kernel ({}) keeps the top of every address space for itself: TASK_SIZE is PAGE_OFFSET {:#x} (CONFIG_VMSPLIT_3G), whatever the personality",
+                e.kernel.release, l.task_size
+            ),
+            random: None,
+        });
     } else if l.task_size < 0x1_0000_0000 {
         out.push(Region {
             start: l.task_size,

@@ -87,11 +87,18 @@ impl Fs {
     }
 
     /// In-root canonical path of a file given by its *host* path (the program, which the
-    /// caller opened): canonicalize on the host, then strip the root if the result is inside.
+    /// caller opened): for a path inside the root, its in-root realpath (symbolic links
+    /// resolved inside the root); otherwise canonicalize on the host, then strip the root
+    /// if the result is inside.
     pub fn realpath_of_host(&mut self, host: &Path) -> io::Result<(String, PathBuf)> {
-        if self.root.is_none() {
+        let Some(root) = self.root.clone() else {
             let r = self.realpath(&host.to_string_lossy())?;
             let h = PathBuf::from(&r);
+            return Ok((r, h));
+        };
+        if let Some(inside) = in_root_of(&root, host) {
+            let r = self.realpath(&inside)?;
+            let h = self.host(&r).into_owned();
             return Ok((r, h));
         }
         let canon = std::fs::canonicalize(host)?;
@@ -184,6 +191,35 @@ fn walk(
         }
     }
     Ok(resolved)
+}
+
+/// The path inside `root` of host path `host` (`/usr/bin/ls` for `ROOT/usr/bin/ls`), if
+/// it lies inside: by its components as written, else after canonicalizing both.
+pub fn in_root_of(root: &Path, host: &Path) -> Option<String> {
+    let inside = |rel: &Path| Some(format!("/{}", rel.to_string_lossy()));
+    if let Ok(rel) = host.strip_prefix(root) {
+        return inside(rel);
+    }
+    // The directory canonicalized, the last component as it is (it may be a symbolic link
+    // to be resolved inside the root).
+    let croot = std::fs::canonicalize(root).ok()?;
+    let dir = std::fs::canonicalize(host.parent().filter(|d| !d.as_os_str().is_empty())?).ok()?;
+    let full = dir.join(host.file_name()?);
+    inside(full.strip_prefix(&croot).ok()?)
+}
+
+/// The path a process whose root is `root` sees for the file at canonical host path
+/// `canon` (what `d_path()` prints inside a chroot): `canon` without the canonical root,
+/// or `canon` itself when it is not inside.
+pub fn as_seen_from(root: Option<&Path>, canon: &Path) -> PathBuf {
+    let Some(root) = root else {
+        return canon.to_path_buf();
+    };
+    let croot = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    match canon.strip_prefix(&croot) {
+        Ok(rest) => Path::new("/").join(rest),
+        Err(_) => canon.to_path_buf(),
+    }
 }
 
 /// Where absolute in-root path `abs` is on this machine.

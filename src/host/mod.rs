@@ -11,6 +11,7 @@
 pub mod cpu;
 pub mod exec;
 pub mod fs;
+pub mod kernel;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -12,8 +12,9 @@ use goblin::elf::program_header::PF_X;
 
 use super::mmap::arch_pick_mmap_layout;
 use super::personality;
-use super::profile::{KernelProfile, VDSO32_IMAGE_PAGES, VSYSCALL_ADDR};
+use super::profile::{Kernel, KernelProfile, VSYSCALL_ADDR};
 use super::random::{Draw, DrawKind, ExecRandom};
+use super::rules::{BssTail, KernelArch, LoaderBrk};
 use super::stack::{setup_arg_pages, StackLayout, StackStrings};
 use super::verdict::{self, killed};
 use crate::addr::{page_align, page_offset, page_start, PAGE_SIZE};
@@ -68,6 +69,9 @@ pub struct InterpInfo {
 #[derive(Clone, Debug)]
 pub struct ExecImage {
     pub abi: Abi,
+    /// The kernel planned for (its rules and facts).
+    pub kernel: Arc<Kernel>,
+    /// The constants of this task's ABI on that kernel.
     pub profile: KernelProfile,
     pub mm: AddressSpace,
     pub e_type: u16,
@@ -107,10 +111,18 @@ pub struct ExecImage {
     pub next_open_id: u32,
 }
 
-/// Resolve `path` under `root` the way an absolute path would be opened inside a chroot.
+/// Resolve `path` under `root` the way an absolute path would be opened inside a chroot:
+/// its symbolic links are followed inside the root (an absolute link target is taken
+/// relative to it), so the file found is the root's, never this machine's.
 pub fn under_root(root: Option<&Path>, path: &Path) -> PathBuf {
     match root {
-        Some(r) if path.is_absolute() => r.join(path.strip_prefix("/").unwrap_or(path)),
+        Some(r) if path.is_absolute() => {
+            let mut fs = crate::host::fs::Fs::new(Some(r), Path::new("/"));
+            match fs.realpath(&path.to_string_lossy()) {
+                Ok(canon) => fs.host(&canon).into_owned(),
+                Err(_) => r.join(path.strip_prefix("/").unwrap_or(path)),
+            }
+        }
         _ => path.to_path_buf(),
     }
 }
@@ -248,28 +260,82 @@ impl Mapper<'_> {
                 .wrapping_add(ph.p_memsz);
         }
         if ph.p_memsz > ph.p_filesz {
-            // ELF_PAGEALIGN wraps at the top of the address space.
-            let align = |a: u64| a.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-            let zs = align(zero_start);
-            let ze = align(zero_end);
-            verdict::vm_brk_check(zs, ze, self.mm.layout.task_size, self.commit_pages).map_err(
-                |(errno, why)| {
-                    killed(
-                        self.path,
-                        "vm_brk_flags",
-                        errno,
-                        format!("PT_LOAD #{phdr}'s bss: {why}"),
-                    )
-                },
-            )?;
-            let exec = ph.p_flags & PF_X != 0 || self.read_implies_exec;
-            let made_by = Maker::ElfBss {
-                object: self.object.clone(),
-                phdr,
-            };
-            self.mm.vm_brk_flags(zs, ze, exec, made_by);
+            self.set_brk(zero_start, zero_end, (phdr, ph))?;
         }
         Ok(map_addr)
+    }
+
+    /// The anonymous part of a `.bss`: `vm_brk_flags(PAGE_ALIGN(start), PAGE_ALIGN(end))`,
+    /// executable if the segment `ph` is or the task has READ_IMPLIES_EXEC. As `elf_load()`
+    /// does it per segment (v6.7+), and as `set_brk()` (fs/binfmt_elf.c, up to v6.6) and
+    /// the end of `load_elf_interp()` did it once for everything past the last file byte.
+    fn set_brk(&mut self, start: u64, end: u64, (phdr, ph): (usize, &Phdr)) -> Result<()> {
+        // ELF_PAGEALIGN wraps at the top of the address space.
+        let align = |a: u64| a.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let zs = align(start);
+        let ze = align(end);
+        verdict::vm_brk_check(zs, ze, self.mm.layout.task_size, self.commit_pages).map_err(
+            |(errno, why)| {
+                killed(
+                    self.path,
+                    "vm_brk_flags",
+                    errno,
+                    format!("PT_LOAD #{phdr}'s bss: {why}"),
+                )
+            },
+        )?;
+        let exec = ph.p_flags & PF_X != 0 || self.read_implies_exec;
+        let made_by = Maker::ElfBss {
+            object: self.object.clone(),
+            phdr,
+        };
+        self.mm.vm_brk_flags(zs, ze, exec, made_by);
+        Ok(())
+    }
+
+    /// One PT_LOAD as this kernel maps it: `elf_load()` (v6.7+: the segment's own .bss
+    /// after it), or `elf_map()` alone when the .bss is mapped once after all segments
+    /// ([`BssTail::SetBrk`]).
+    fn load_segment(
+        &mut self,
+        bss: BssTail,
+        addr: u64,
+        seg: (usize, &Phdr),
+        prot: Prot,
+        placement: Placement,
+        total_size: u64,
+    ) -> Result<u64> {
+        match bss {
+            BssTail::ElfLoad => self.elf_load(addr, seg, prot, placement, total_size),
+            BssTail::SetBrk => {
+                if seg.1.p_filesz == 0 {
+                    return Ok(page_start(addr));
+                }
+                self.elf_map(addr, seg, prot, placement, total_size)
+            }
+        }
+    }
+}
+
+/// The .bss bookkeeping of `set_brk()`-era exec (up to v6.6): the highest file end
+/// (`elf_bss`) and memory end (`elf_brk` / `last_bss`) seen so far, and the segment that
+/// has the latter (its `bss_prot`).
+#[derive(Default)]
+struct BssEnds {
+    elf_bss: u64,
+    elf_brk: u64,
+    seg: Option<(usize, Phdr)>,
+}
+
+impl BssEnds {
+    fn add(&mut self, base: u64, (phdr, ph): (usize, &Phdr)) {
+        let k = base.wrapping_add(ph.p_vaddr).wrapping_add(ph.p_filesz);
+        self.elf_bss = self.elf_bss.max(k);
+        let k = base.wrapping_add(ph.p_vaddr).wrapping_add(ph.p_memsz);
+        if k > self.elf_brk {
+            self.elf_brk = k;
+            self.seg = Some((phdr, ph.clone()));
+        }
     }
 }
 
@@ -286,7 +352,8 @@ fn executable_stack(img: &ElfImage) -> ExecutableStack {
 /// Models `load_elf_interp()`: the first PT_LOAD without MAP_FIXED (hint: its `p_vaddr`,
 /// or none when the program itself was relocated), with the interpreter's whole span, so
 /// `get_unmapped_area()` puts it just below `mmap_base` (or at the legacy base); the others
-/// MAP_FIXED relative to it. Returns `interp_load_addr`.
+/// MAP_FIXED relative to it; the .bss as `bss` says (per segment since v6.7, once after the
+/// last segment before). Returns `interp_load_addr`.
 fn load_elf_interp(
     mm: &mut AddressSpace,
     interp: &ElfImage,
@@ -294,6 +361,7 @@ fn load_elf_interp(
     no_base: u64,
     rie: bool,
     commit_pages: Option<u64>,
+    bss: BssTail,
 ) -> Result<u64> {
     let path = &interp.path;
     // "First of all, some simple consistency checks" (after the point of no return here).
@@ -333,6 +401,7 @@ fn load_elf_interp(
         file_len: interp.len(),
         commit_pages,
     };
+    let mut ends = BssEnds::default();
     for (phdr, ph) in loads(interp) {
         let prot = make_prot(ph.p_flags, rie);
         let vaddr = ph.p_vaddr;
@@ -344,7 +413,8 @@ fn load_elf_interp(
             }
             Placement::Hint
         };
-        let map_addr = m.elf_load(
+        let map_addr = m.load_segment(
+            bss,
             load_addr.wrapping_add(vaddr),
             (phdr, ph),
             prot,
@@ -369,6 +439,11 @@ fn load_elf_interp(
                 ),
             ));
         }
+        ends.add(load_addr, (phdr, ph));
+    }
+    if let (BssTail::SetBrk, Some((phdr, ph))) = (bss, &ends.seg) {
+        // padzero(elf_bss), then vm_brk_flags() from the page after the last file byte.
+        m.set_brk(ends.elf_bss, ends.elf_brk, (*phdr, ph))?;
     }
     Ok(load_addr)
 }
@@ -382,6 +457,7 @@ fn special(start: u64, end: u64, prot: Prot, name: &'static str, made_by: Maker)
         shared: false,
         account: false,
         growsdown: false,
+        anon_vma: false,
         backing: Backing::Special(name),
         origin: Origin::new(start, end, made_by),
     }
@@ -395,20 +471,17 @@ fn loads(img: &ElfImage) -> impl Iterator<Item = (usize, &Phdr)> {
         .filter(|(_, p)| p.p_type == PT_LOAD)
 }
 
-/// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, 0)` (v6.9+, and compat): one
-/// hint-less `get_unmapped_area()` for `[vvar]` + `[vvar_vclock]` + `[vdso]`, which with the
-/// top-down allocator lands just below the interpreter.
-fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
-    let vdso_size = match abi {
-        Abi::X86_64 => machine.vdso64_size,
-        Abi::I386 => VDSO32_IMAGE_PAGES * PAGE_SIZE,
-    };
-    let vvar = machine.vvar_size + machine.vvar_vclock_size;
-    let len = vvar + vdso_size;
+/// Models `arch/x86/entry/vdso/vma.c: map_vdso(image, addr)`: one `get_unmapped_area()`
+/// for `[vvar]` (+ `[vvar_vclock]`, v6.13+) + `[vdso]`, which without a usable hint and
+/// with the top-down allocator lands just below the interpreter. The hint is 0 since v6.9
+/// and for 32-bit tasks; before, a 64-bit task's was [`vdso_addr`]'s.
+fn map_vdso(mm: &mut AddressSpace, kernel: &Kernel, vdso_size: u64, hint: u64) -> Result<u64> {
+    let f = &kernel.facts;
+    let len = f.vvar_size + f.vvar_vclock_size + vdso_size;
     let addr = crate::mm::unmapped_area::get_unmapped_area(
         mm,
         &crate::mm::SearchRequest {
-            addr: 0,
+            addr: hint,
             len,
             fixed: false,
             file_offset: None,
@@ -420,31 +493,51 @@ fn map_vdso(mm: &mut AddressSpace, machine: &Facts, abi: Abi) -> Result<u64> {
     let mut at = addr;
     mm.insert(special(
         at,
-        at + machine.vvar_size,
+        at + f.vvar_size,
         Prot::R,
         "[vvar]",
         Maker::Vdso,
     ));
-    at += machine.vvar_size;
-    if machine.vvar_vclock_size > 0 {
+    at += f.vvar_size;
+    if f.vvar_vclock_size > 0 {
         mm.insert(special(
             at,
-            at + machine.vvar_vclock_size,
+            at + f.vvar_vclock_size,
             Prot::R,
             "[vvar_vclock]",
             Maker::Vdso,
         ));
-        at += machine.vvar_vclock_size;
+        at += f.vvar_vclock_size;
     }
     mm.insert(special(at, at + vdso_size, Prot::RX, "[vdso]", Maker::Vdso));
     Ok(at)
 }
 
+/// Models `arch/x86/entry/vdso/vma.c: vdso_addr(start, len)` (up to v6.8, 64-bit tasks:
+/// `map_vdso_randomized()`): a page in the 2 MiB block above `mm->start_stack` (the lowest
+/// argument string), drawn whenever there is room, with or without PF_RANDOMIZE. N.B.
+/// `align_vdso_addr()` (AMD family 15h only) is not modelled.
+fn vdso_addr(start_stack: u64, len: u64, random: &mut ExecRandom) -> u64 {
+    use crate::mm::unmapped_area::PMD_SIZE;
+    let start = page_align(start_stack).unwrap_or(start_stack);
+    let mut end = start.saturating_add(len).saturating_add(PMD_SIZE - 1) & !(PMD_SIZE - 1);
+    if end >= super::profile::DEFAULT_MAP_WINDOW {
+        end = super::profile::DEFAULT_MAP_WINDOW;
+    }
+    end -= len;
+    if end > start {
+        start + random.vdso_addr((end - start) / PAGE_SIZE + 1)
+    } else {
+        start
+    }
+}
+
 /// Models `load_elf_binary()`: everything execve does to the address space, in the kernel's
-/// order (stack, program segments, interpreter, vDSO, tables, brk).
+/// order (stack, program segments, interpreter, vDSO, tables, brk), as `kernel` does it.
 pub fn load_elf_binary(
     req: &ExecRequest,
     machine: &Facts,
+    kernel: &Arc<Kernel>,
     random: &mut ExecRandom,
 ) -> Result<ExecImage> {
     // Everything before the point of no return: execve refuses the file, or the handler
@@ -454,6 +547,18 @@ pub fn load_elf_binary(
         abi,
         interp,
     } = verdict::search_binary_handler(req)?;
+    if abi == Abi::X86_64 && kernel.rules.arch == KernelArch::I386 {
+        // fs/binfmt_elf.c: elf_check_arch() of a 32-bit kernel accepts EM_386 (and EM_486)
+        // only, and it has no compat handler for 64-bit programs.
+        return Err(Error::refused(
+            &img.path,
+            "ENOEXEC",
+            format!(
+                "a 64-bit program, and kernel {} is a 32-bit kernel",
+                kernel.release
+            ),
+        ));
+    }
     let path = img.path.clone();
     let commit_pages = crate::host::exec::overcommit_limit_pages();
     // begin_new_exec(): `me->personality &= ~bprm->per_clear`.
@@ -468,21 +573,20 @@ pub fn load_elf_binary(
     // x86 elf_read_implies_exec() (v5.8+): only ia32 tasks without PT_GNU_STACK.
     let read_implies_exec = abi == Abi::I386
         && (exstack == ExecutableStack::Default || pers & personality::READ_IMPLIES_EXEC != 0);
-    let profile = KernelProfile::for_abi(abi, pers & personality::ADDR_LIMIT_3GB != 0);
-    let pf_randomize = personality::pf_randomize(machine.randomize_va_space, pers);
+    let profile = KernelProfile::for_task(kernel, abi, pers & personality::ADDR_LIMIT_3GB != 0);
+    let rules = &kernel.rules;
+    let kf = &kernel.facts;
+    let pf_randomize = personality::pf_randomize(kf.randomize_va_space, pers);
 
     // setup_new_exec() -> arch_pick_mmap_layout()
-    let bits = match abi {
-        Abi::X86_64 => machine.mmap_rnd_bits,
-        Abi::I386 => machine.mmap_rnd_compat_bits,
-    };
+    let bits = profile.mmap_rnd_bits;
     let rnd = if pf_randomize {
         random.arch_rnd(DrawKind::MmapBase, bits)
     } else {
         0
     };
-    let layout = arch_pick_mmap_layout(&profile, machine, pers, req.rlimit_stack, rnd);
-    let mut mm = AddressSpace::new(layout);
+    let layout = arch_pick_mmap_layout(&profile, kf, pers, req.rlimit_stack, rnd);
+    let mut mm = AddressSpace::new(layout, rules.mm.clone());
 
     // setup_arg_pages()
     let strings = StackStrings {
@@ -490,12 +594,11 @@ pub fn load_elf_binary(
         argv: &req.argv,
         envp: &req.envp,
     };
-    let auxv_entries = machine.auxv_entries_64 + profile.extra_auxv;
     let stack = setup_arg_pages(
         &profile,
         &strings,
         req.rlimit_stack,
-        auxv_entries,
+        profile.auxv_entries,
         pf_randomize,
         random,
     );
@@ -511,13 +614,15 @@ pub fn load_elf_binary(
         shared: false,
         account: true,
         growsdown: true,
+        // copy_strings() wrote the arguments.
+        anon_vma: true,
         backing: Backing::Anon,
         origin: Origin::new(stack.vm_start, stack.vm_end, Maker::Stack),
     };
     mm.insert(stack_vma.clone());
 
     // The program's PT_LOADs.
-    let file = open_file(&img, 1)?;
+    let file = open_file(&img, 1, req.root.as_deref())?;
     let mut next_open_id = 2;
     let e_type = img.e_type();
     let total_size = total_mapping_size_class(&img.phdrs, img.is_64());
@@ -526,6 +631,8 @@ pub fn load_elf_binary(
     let mut load_bias: u64 = 0;
     let mut first = true;
     let mut elf_brk: u64 = 0;
+    // Up to v6.6 the .bss is mapped by set_brk() from these, not per segment.
+    let mut ends = BssEnds::default();
     let program = Arc::new(Object {
         role: Role::Program,
         path: file.path.clone(),
@@ -540,6 +647,16 @@ pub fn load_elf_binary(
         commit_pages,
     };
     for (phdr, ph) in loads(&img) {
+        if let (BssTail::SetBrk, Some((bphdr, bph))) = (rules.program_bss, &ends.seg) {
+            // A PT_LOAD with p_memsz > p_filesz before this one: set_brk() now.
+            if ends.elf_brk > ends.elf_bss {
+                m.set_brk(
+                    ends.elf_bss.wrapping_add(load_bias),
+                    ends.elf_brk.wrapping_add(load_bias),
+                    (*bphdr, bph),
+                )?;
+            }
+        }
         let prot = make_prot(ph.p_flags, read_implies_exec);
         let vaddr = ph.p_vaddr;
         let mut placement = Placement::Fixed;
@@ -565,8 +682,9 @@ pub fn load_elf_binary(
                     }
                     load_bias &= !(alignment - 1);
                     placement = Placement::FixedNoReplace;
-                } else if alignment > PAGE_SIZE {
-                    // A loader with a large alignment: find where it would go, unmap, align.
+                } else if alignment > PAGE_SIZE && rules.loader_p_align {
+                    // A loader with a large alignment (v6.11+): find where it would go,
+                    // unmap, align.
                     load_bias = m.elf_load(0, (phdr, ph), prot, Placement::Hint, total_size)?;
                     m.mm.munmap(load_bias, total_size);
                     load_bias &= !(alignment - 1);
@@ -578,7 +696,8 @@ pub fn load_elf_binary(
                 load_bias = page_start(load_bias.wrapping_sub(vaddr));
             }
         }
-        let map_addr = m.elf_load(
+        let map_addr = m.load_segment(
+            rules.program_bss,
             load_bias.wrapping_add(vaddr),
             (phdr, ph),
             prot,
@@ -606,10 +725,19 @@ pub fn load_elf_binary(
             ));
         }
         elf_brk = elf_brk.max(ph.p_vaddr.saturating_add(ph.p_memsz));
+        ends.add(0, (phdr, ph));
     }
     let e_entry = img.header.e_entry.wrapping_add(load_bias);
     let phdr_addr = phdr_vaddr(&img).wrapping_add(load_bias);
     elf_brk = elf_brk.wrapping_add(load_bias);
+    if let (BssTail::SetBrk, Some((bphdr, bph))) = (rules.program_bss, &ends.seg) {
+        // set_brk(elf_bss, elf_brk), before the interpreter is mapped.
+        m.set_brk(
+            ends.elf_bss.wrapping_add(load_bias),
+            ends.elf_brk.wrapping_add(load_bias),
+            (*bphdr, bph),
+        )?;
+    }
 
     // The interpreter.
     let mut interp_image = None;
@@ -619,7 +747,7 @@ pub fn load_elf_binary(
         Some((requested, iimg)) => {
             let iimg = Arc::new(iimg);
             interp_image = Some(iimg.clone());
-            let ifile = open_file(&iimg, next_open_id)?;
+            let ifile = open_file(&iimg, next_open_id, req.root.as_deref())?;
             interp_file = Some(ifile.clone());
             next_open_id += 1;
             let load_addr = load_elf_interp(
@@ -629,6 +757,7 @@ pub fn load_elf_binary(
                 load_bias,
                 read_implies_exec,
                 commit_pages,
+                rules.interp_bss,
             )?;
             Some((
                 InterpInfo {
@@ -659,8 +788,15 @@ pub fn load_elf_binary(
         ));
     }
 
-    // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO.
-    let vdso_base = map_vdso(&mut mm, machine, abi)?;
+    // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO (`mm->start_stack` is `bprm->p` here, set by
+    // setup_arg_pages()).
+    let vdso_len = kf.vvar_size + kf.vvar_vclock_size + profile.vdso_size;
+    let vdso_hint = if rules.vdso_addr_hint && abi == Abi::X86_64 {
+        vdso_addr(stack.arg_start, vdso_len, random)
+    } else {
+        0
+    };
+    let vdso_base = map_vdso(&mut mm, kernel, profile.vdso_size, vdso_hint)?;
 
     // create_elf_tables() writes argv, envp and auxv inside the stack VMA and changes no
     // VMA; the model inserts the stack VMA as setup_arg_pages() left it once more, unless
@@ -677,23 +813,35 @@ pub fn load_elf_binary(
     }
     mm.start_stack = stack.start_stack;
 
-    // brk (v6.15+): a loader (ET_DYN without PT_INTERP) gets its brk at ELF_ET_DYN_BASE.
+    // brk: a loader (ET_DYN without PT_INTERP) gets its brk at ELF_ET_DYN_BASE (always
+    // since v6.15, only when randomising before); with randomisation one page of gap above
+    // the .bss (v6.10+) and arch_randomize_brk().
+    let randomize_brk = pf_randomize && kf.randomize_va_space > 1;
     let mut brk_moved = false;
-    if e_type == ET_DYN && interp_info.is_none() {
+    let mut brk_range = profile.brk_rnd_range;
+    if e_type == ET_DYN
+        && interp_info.is_none()
+        && (rules.loader_brk == LoaderBrk::Always || randomize_brk)
+    {
         elf_brk = profile.elf_et_dyn_base;
         brk_moved = true;
+        if rules.loader_brk == LoaderBrk::WhenRandomized {
+            // mm->brk = ELF_ET_DYN_BASE unaligned: randomize_page() shrinks the range by
+            // the rounding (mm/util.c).
+            brk_range -= page_align(elf_brk).unwrap_or(elf_brk) - elf_brk;
+        }
     }
     let mut start_brk = page_align(elf_brk).unwrap_or(elf_brk);
-    if pf_randomize && machine.randomize_va_space > 1 {
-        if !brk_moved {
+    if randomize_brk {
+        if !brk_moved && rules.brk_gap {
             start_brk += PAGE_SIZE;
         }
-        start_brk += random.randomize_page(profile.brk_rnd_range);
+        start_brk += random.randomize_page(brk_range);
     }
     mm.start_brk = start_brk;
     mm.brk = start_brk;
     mm.gate_vma = if profile.has_vsyscall {
-        machine.vsyscall.as_deref().map(|perms| {
+        kf.vsyscall.as_deref().map(|perms| {
             special(
                 VSYSCALL_ADDR,
                 VSYSCALL_ADDR + PAGE_SIZE,
@@ -708,6 +856,7 @@ pub fn load_elf_binary(
 
     Ok(ExecImage {
         abi,
+        kernel: kernel.clone(),
         profile,
         mm,
         e_type,
@@ -750,11 +899,24 @@ fn bprm_fill_uid(img: &ElfImage, no_new_privs: bool) -> bool {
 }
 
 /// The `struct file` exec opened for `img` (open number `open_id`), as its mappings show
-/// it: the canonical path, and the device and inode of the `fstat` at open.
-fn open_file(img: &ElfImage, open_id: u32) -> Result<Arc<FileRef>> {
+/// it: the canonical path (inside `root`, as the process there sees it), and the device
+/// and inode of the `fstat` at open.
+fn open_file(img: &ElfImage, open_id: u32, root: Option<&Path>) -> Result<Arc<FileRef>> {
     use std::os::unix::fs::MetadataExt;
-    let canon = crate::host::fs::host_realpath(&img.path).map_err(|e| Error::io(&img.path, e))?;
-    let id = crate::host::fs::file_id_known(&canon, img.meta.dev(), img.meta.ino());
+    let io = |e| Error::io(&img.path, e);
+    let (shown, host) = match root {
+        None => {
+            let c = crate::host::fs::host_realpath(&img.path).map_err(io)?;
+            (c.clone(), c)
+        }
+        Some(r) => {
+            let mut fs = crate::host::fs::Fs::new(Some(r), Path::new("/"));
+            let (inside, host) = fs.realpath_of_host(&img.path).map_err(io)?;
+            (PathBuf::from(inside), host)
+        }
+    };
+    let mut id = crate::host::fs::file_id_known(&host, img.meta.dev(), img.meta.ino());
+    id.path = shown;
     Ok(FileRef::open(id, open_id))
 }
 

@@ -7,7 +7,8 @@
 
 use super::personality;
 use super::profile::{KernelProfile, SIZE_128M};
-use crate::host::{Facts, RLIM_INFINITY};
+use crate::host::kernel::KernelFacts;
+use crate::host::RLIM_INFINITY;
 use crate::mm::MmapLayout;
 
 /// Models `mmap_is_legacy()`: personality ADDR_COMPAT_LAYOUT or `vm.legacy_va_layout`.
@@ -47,7 +48,7 @@ pub fn mmap_legacy_base(rnd: u64, profile: &KernelProfile) -> u64 {
 /// and `rnd` = the `arch_rnd()` draw of its bitness (0 without PF_RANDOMIZE).
 pub fn arch_pick_mmap_layout(
     profile: &KernelProfile,
-    machine: &Facts,
+    machine: &KernelFacts,
     pers: u32,
     rlimit_stack: u64,
     rnd: u64,

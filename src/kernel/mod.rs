@@ -6,5 +6,6 @@ pub mod mmap;
 pub mod personality;
 pub mod profile;
 pub mod random;
+pub mod rules;
 pub mod stack;
 pub mod verdict;

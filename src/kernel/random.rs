@@ -21,6 +21,8 @@ pub enum DrawKind {
     StackPointer,
     /// `arch_randomize_brk()`: pages above the end of `.bss`.
     Brk,
+    /// `vdso_addr()` (up to v6.8): the page of the 64-bit vDSO's hint above the stack.
+    VdsoAddr,
 }
 
 impl DrawKind {
@@ -33,6 +35,7 @@ impl DrawKind {
             DrawKind::StackEnd => "the stack's end: arch_align_stack()",
             DrawKind::StackPointer => "the stack pointer: arch_align_stack()",
             DrawKind::Brk => "start_brk: arch_randomize_brk()",
+            DrawKind::VdsoAddr => "the vDSO's hint above the stack: vdso_addr()",
         }
     }
 }
@@ -160,5 +163,11 @@ impl ExecRandom {
     /// a page offset in `[0, range)`.
     pub fn randomize_page(&mut self, range: u64) -> u64 {
         self.draw(DrawKind::Brk, range >> 12, 4096)
+    }
+
+    /// arch/x86/entry/vdso/vma.c: `vdso_addr()` (up to v6.8): `prandom_u32_max(pages)`
+    /// pages above the stack.
+    pub fn vdso_addr(&mut self, pages: u64) -> u64 {
+        self.draw(DrawKind::VdsoAddr, pages, 4096)
     }
 }

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use super::profile::{KernelProfile, KERNEL_POINTER_SIZE, STACK_EXPAND};
+use super::profile::{KernelProfile, STACK_EXPAND};
 use super::random::{DrawKind, ExecRandom};
 use crate::addr::{page_align, page_start, PAGE_SIZE};
 
@@ -19,10 +19,11 @@ pub struct StackStrings<'a> {
 
 impl StackStrings<'_> {
     /// Bytes `copy_strings()` puts below the top of the temporary stack: the kernel pointer
-    /// `__bprm_mm_init()` leaves, then the filename, envp and argv strings with their NULs.
-    pub fn size(&self) -> u64 {
+    /// `__bprm_mm_init()` leaves (`kernel_pointer_size` bytes), then the filename, envp and
+    /// argv strings with their NULs.
+    pub fn size(&self, kernel_pointer_size: u64) -> u64 {
         let len = |s: &OsString| s.len() as u64 + 1;
-        KERNEL_POINTER_SIZE
+        kernel_pointer_size
             + len(self.filename)
             + self.envp.iter().map(len).sum::<u64>()
             + self.argv.iter().map(len).sum::<u64>()
@@ -71,7 +72,7 @@ pub fn setup_arg_pages(
     pf_randomize: bool,
     random: &mut ExecRandom,
 ) -> StackLayout {
-    let size = strings.size();
+    let size = strings.size(profile.kernel_pointer_size);
     let stack_size = page_align(size).unwrap_or(u64::MAX).max(PAGE_SIZE);
     let mut stack_top = page_align(profile.stack_top).unwrap_or(profile.stack_top);
     if pf_randomize {

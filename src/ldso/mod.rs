@@ -394,9 +394,14 @@ pub(crate) fn loader_object(
 }
 
 /// A new open (number `open_id`) of the file at host path `path`, as its mappings will
-/// show it.
-pub(crate) fn open_file(path: &Path, open_id: u32) -> Result<Arc<crate::mm::FileRef>> {
-    let id = crate::host::fs::file_id(path).map_err(|e| crate::error::Error::io(path, e))?;
+/// show it to a process whose root directory is `root`.
+pub(crate) fn open_file(
+    path: &Path,
+    open_id: u32,
+    root: Option<&Path>,
+) -> Result<Arc<crate::mm::FileRef>> {
+    let mut id = crate::host::fs::file_id(path).map_err(|e| crate::error::Error::io(path, e))?;
+    id.path = crate::host::fs::as_seen_from(root, &id.path);
     Ok(crate::mm::FileRef::open(id, open_id))
 }
 

@@ -3,6 +3,7 @@
 //! `vm_brk_flags`), with the kernel's splitting and merging.
 
 pub mod origin;
+pub mod rules;
 pub mod task;
 pub mod unmapped_area;
 pub mod vma;
@@ -70,12 +71,16 @@ pub struct AddressSpace {
     /// The gate area (`get_gate_vma()`: `[vsyscall]`), outside the VMA list, if the task
     /// has one (64-bit tasks only).
     pub gate_vma: Option<Vma>,
+    /// The rules of the kernel planned for that the address space follows (THP alignment,
+    /// `[heap]` naming, the maps column).
+    pub rules: rules::MmRules,
 }
 
 impl AddressSpace {
-    pub fn new(layout: MmapLayout) -> Self {
+    pub fn new(layout: MmapLayout, rules: rules::MmRules) -> Self {
         AddressSpace {
             vmas: Vec::new(),
+            rules,
             layout,
             start_brk: 0,
             brk: 0,
@@ -132,8 +137,7 @@ impl AddressSpace {
                 thp_capable_file: req
                     .file
                     .as_ref()
-                    .map(|(f, _)| f.thp_capable)
-                    .unwrap_or(false),
+                    .is_some_and(|(f, _)| self.rules.thp_file_capable(&f.path, f.fs_magic)),
                 shared: req.shared,
             },
         )?;
@@ -158,13 +162,22 @@ impl AddressSpace {
             shared: req.shared,
             account: !req.shared && req.prot.write,
             growsdown: false,
+            // The allocators write into their memory as soon as they have it.
+            anon_vma: req.file.is_none()
+                && matches!(
+                    req.made_by,
+                    Maker::DlMinimalMalloc { .. } | Maker::MallocngMmap
+                ),
             backing,
             origin: Origin::new(addr, end, req.made_by.clone()),
         };
         if search == unmapped_area::Search::Thp {
             vma.origin.0[0].thp_aligned = true;
         }
-        self.insert_vma(vma, merge);
+        let pos = self.insert_vma(vma, false);
+        if merge {
+            self.merge_new(pos);
+        }
         Ok(addr)
     }
 
@@ -184,6 +197,7 @@ impl AddressSpace {
                 shared: false,
                 account: true,
                 growsdown: false,
+                anon_vma: matches!(made_by, Maker::MallocngBrk),
                 backing: Backing::Anon,
                 origin: Origin::new(start, end, made_by),
             },
@@ -191,9 +205,7 @@ impl AddressSpace {
         );
         let pos = self.vmas.partition_point(|v| v.start < start);
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
-            let cur = self.vmas.remove(pos);
-            self.vmas[pos - 1].end = cur.end;
-            self.vmas[pos - 1].origin.append(cur.origin);
+            self.join(pos - 1, pos);
         }
     }
 
@@ -203,7 +215,9 @@ impl AddressSpace {
         self.insert_vma(vma, true);
     }
 
-    fn insert_vma(&mut self, vma: Vma, merge: bool) {
+    /// Insert `vma` (unmapping what it covers), merge it with its neighbours if `merge`;
+    /// returns its index before merging.
+    fn insert_vma(&mut self, vma: Vma, merge: bool) -> usize {
         let mut pos = self.vmas.partition_point(|v| v.start < vma.start);
         // Most mappings land in a free range: then nothing is unmapped.
         let free = pos
@@ -227,6 +241,44 @@ impl AddressSpace {
         if merge {
             self.merge_at(pos);
         }
+        pos
+    }
+
+    /// A new mapping at `pos` merges with its neighbours as `mmap_region()` merges it:
+    /// where both could merge but their `anon_vma`s are not compatible, the kernel's order
+    /// ([`rules::MergeNew`]) decides which one it joins.
+    fn merge_new(&mut self, pos: usize) {
+        let left = pos > 0 && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]);
+        let right = pos + 1 < self.vmas.len() && self.vmas[pos].can_merge_with(&self.vmas[pos + 1]);
+        if left && right {
+            let (prev, next) = (self.vmas[pos - 1].anon_vma, self.vmas[pos + 1].anon_vma);
+            let both = match self.rules.merge_new {
+                // is_mergeable_anon_vma(prev->anon_vma, next->anon_vma, NULL): not both.
+                rules::MergeNew::PrevFirst => !(prev && next),
+                // With the next one's anon_vma, a previous VMA with an empty chain refuses,
+                // one with its own anon_vma too.
+                rules::MergeNew::NextFirst => !next,
+            };
+            if !both {
+                let keep = match self.rules.merge_new {
+                    rules::MergeNew::PrevFirst => pos - 1,
+                    rules::MergeNew::NextFirst => pos + 1,
+                };
+                self.join(keep.min(pos), keep.max(pos));
+                return;
+            }
+        }
+        self.merge_at(pos);
+    }
+
+    /// Merge the adjacent VMAs at `lo` and `lo + 1 == hi` into one.
+    fn join(&mut self, lo: usize, hi: usize) {
+        debug_assert_eq!(lo + 1, hi);
+        let v = self.vmas.remove(hi);
+        let a = &mut self.vmas[lo];
+        a.end = v.end;
+        a.anon_vma |= v.anon_vma;
+        a.origin.append(v.origin);
     }
 
     /// Models `mm/mmap.c: do_munmap()`: remove `[start, start+len)` (page-rounded), splitting
@@ -293,14 +345,10 @@ impl AddressSpace {
     /// Merge the VMA at `pos` with its next and previous neighbour where the kernel would.
     fn merge_at(&mut self, pos: usize) {
         if pos + 1 < self.vmas.len() && self.vmas[pos].can_merge_with(&self.vmas[pos + 1]) {
-            let next = *self.vmas.remove(pos + 1);
-            self.vmas[pos].end = next.end;
-            self.vmas[pos].origin.append(next.origin);
+            self.join(pos, pos + 1);
         }
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
-            let cur = *self.vmas.remove(pos);
-            self.vmas[pos - 1].end = cur.end;
-            self.vmas[pos - 1].origin.append(cur.origin);
+            self.join(pos - 1, pos);
         }
     }
 }
@@ -343,7 +391,7 @@ mod tests {
             dev_minor: 0,
             ino: 1,
             open_id,
-            thp_capable: true,
+            fs_magic: 0xEF53,
             stacked: false,
         })
     }
@@ -362,7 +410,7 @@ mod tests {
 
     #[test]
     fn topdown_places_below_base_and_merges_anon() {
-        let mut mm = AddressSpace::new(layout());
+        let mut mm = AddressSpace::new(layout(), rules::test_rules());
         let a = mm.mmap(&anon(0, 0x2000, Placement::Hint)).unwrap();
         assert_eq!(a, 0x7ffff7ffd000);
         let b = mm.mmap(&anon(0, 0x1000, Placement::Hint)).unwrap();
@@ -383,7 +431,7 @@ mod tests {
 
     #[test]
     fn relro_does_not_merge_with_readonly_neighbour() {
-        let mut mm = AddressSpace::new(layout());
+        let mut mm = AddressSpace::new(layout(), rules::test_rules());
         let f = file(1);
         let base = 0x10000000;
         let ro = MmapRequest {
@@ -421,7 +469,7 @@ mod tests {
 
     #[test]
     fn different_opens_do_not_merge() {
-        let mut mm = AddressSpace::new(layout());
+        let mut mm = AddressSpace::new(layout(), rules::test_rules());
         for (i, id) in [1, 2].into_iter().enumerate() {
             mm.mmap(&MmapRequest {
                 addr: 0x10000000 + i as u64 * 0x1000,
@@ -439,7 +487,7 @@ mod tests {
 
     #[test]
     fn fixed_noreplace_refuses_overlap() {
-        let mut mm = AddressSpace::new(layout());
+        let mut mm = AddressSpace::new(layout(), rules::test_rules());
         mm.mmap(&anon(0x400000, 0x1000, Placement::Fixed)).unwrap();
         assert!(matches!(
             mm.mmap(&anon(0x400000, 0x1000, Placement::FixedNoReplace)),

@@ -2,18 +2,8 @@
 //! `arch/x86/kernel/sys_x86_64.c: arch_get_unmapped_area(_topdown)()` over
 //! `mm/vma.c: unmapped_area(_topdown)()`, and `mm/huge_memory.c: __thp_get_unmapped_area()`.
 
+use super::rules::{ThpAnon, ThpFile};
 use super::{AddressSpace, MmError};
-
-/// Filesystems whose file_operations use `thp_get_unmapped_area` (6.18: ext4, xfs, btrfs,
-/// erofs, fuse; by `statfs` magic). tmpfs has its own `shmem_get_unmapped_area`, and
-/// overlayfs none; both are treated as plain searches.
-pub const THP_FS_MAGIC: &[i64] = &[
-    0xEF53,      // EXT2/3/4_SUPER_MAGIC
-    0x5846_5342, // XFS_SB_MAGIC
-    0x9123_683E, // BTRFS_SUPER_MAGIC
-    0xE0F5_E1E2, // EROFS_SUPER_MAGIC_V1
-    0x6573_5546, // FUSE_SUPER_MAGIC
-];
 
 /// `OVERLAYFS_SUPER_MAGIC`: a stacking filesystem (see `FileRef::stacked`).
 pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -158,9 +148,11 @@ fn arch_get_unmapped_area(mm: &AddressSpace, addr: u64, len: u64) -> Result<u64,
 /// Models `mm/huge_memory.c: __thp_get_unmapped_area()` with `size = PMD_SIZE`: when the
 /// mapping covers a whole 2 MiB-aligned stretch of the file, search for `len + 2 MiB` and
 /// move the result up so that `addr ≡ off (mod 2 MiB)`. `None` means "not applicable", and
-/// the caller falls back to the plain search. Never for 32-bit system calls.
+/// the caller falls back to the plain search. Not for 32-bit system calls since v6.8
+/// ([`super::rules::MmRules::thp_32bit`]). Before v6.8 a top-down search took the low end
+/// of the padded range ([`ThpFile::Aligned`]).
 fn thp_get_unmapped_area(mm: &AddressSpace, addr: u64, len: u64, off: u64) -> Option<u64> {
-    if mm.layout.compat {
+    if mm.layout.compat && !mm.rules.thp_32bit {
         return None;
     }
     let off_end = off.checked_add(len)?;
@@ -175,16 +167,16 @@ fn thp_get_unmapped_area(mm: &AddressSpace, addr: u64, len: u64, off: u64) -> Op
         return Some(addr);
     }
     let off_sub = off.wrapping_sub(ret) & (PMD_SIZE - 1);
-    if mm.layout.topdown && off_sub == 0 {
+    if mm.layout.topdown && off_sub == 0 && mm.rules.thp_file == ThpFile::AlignedTopdown {
         return Some(ret + PMD_SIZE);
     }
     Some(ret + off_sub)
 }
 
 /// Models `mm/mmap.c: __get_unmapped_area()` (6.18): MAP_FIXED addresses are taken as
-/// they are; file mappings on a THP-capable filesystem and hint-less anonymous private
-/// mappings whose length is a multiple of 2 MiB go through the THP search; everything else
-/// through the arch search.
+/// they are; file mappings on a THP-capable filesystem (v5.18+) and hint-less anonymous
+/// private mappings whose length is a multiple of 2 MiB (v6.12+) go through the THP search;
+/// everything else through the arch search.
 pub fn get_unmapped_area(mm: &AddressSpace, req: &SearchRequest) -> Result<u64, MmError> {
     get_unmapped_area_how(mm, req).map(|(addr, _)| addr)
 }
@@ -224,7 +216,11 @@ pub fn get_unmapped_area_how(
     }
     let thp = match req.file_offset {
         Some(off) if req.thp_capable_file => thp_get_unmapped_area(mm, req.addr, len, off),
-        None if !req.shared && req.addr == 0 && len.is_multiple_of(PMD_SIZE) => {
+        None if mm.rules.thp_anon == ThpAnon::PmdMultipleNoHint
+            && !req.shared
+            && req.addr == 0
+            && len.is_multiple_of(PMD_SIZE) =>
+        {
             thp_get_unmapped_area(mm, req.addr, len, 0)
         }
         _ => None,

@@ -61,9 +61,10 @@ pub struct FileRef {
     pub ino: u64,
     /// Which open of the file this is (one per `open()` in the modelled process).
     pub open_id: u32,
-    /// Whether the file's filesystem uses `thp_get_unmapped_area` (ext4, xfs, btrfs, ...):
-    /// decides the 2 MiB alignment of hint-less file mappings on 64-bit.
-    pub thp_capable: bool,
+    /// The `statfs` magic of the file's filesystem here: whether its `get_unmapped_area`
+    /// is `thp_get_unmapped_area` (ext4, xfs, btrfs, ...) decides the 2 MiB alignment of
+    /// hint-less file mappings on 64-bit ([`super::rules::MmRules::thp_file_capable`]).
+    pub fs_magic: i64,
     /// The file is on a stacking filesystem (overlayfs): its `f_op->mmap` swaps `vm_file`
     /// for the backing file, so a new mapping never merges with its neighbour at mmap time
     /// (the merge compares the caller's file with the neighbour's backing file). Observed on
@@ -73,11 +74,11 @@ pub struct FileRef {
 
 impl FileRef {
     /// Open number `open_id` of the file `id`, as its mappings will show it: the
-    /// filesystem's magic decides `thp_capable` ([`super::unmapped_area::THP_FS_MAGIC`])
-    /// and `stacked` (overlayfs).
+    /// filesystem's magic decides THP alignment (by the kernel's rules) and `stacked`
+    /// (overlayfs).
     pub fn open(id: crate::host::fs::FileId, open_id: u32) -> Arc<FileRef> {
         Arc::new(FileRef {
-            thp_capable: super::unmapped_area::THP_FS_MAGIC.contains(&id.fs_magic),
+            fs_magic: id.fs_magic,
             stacked: id.fs_magic == super::unmapped_area::OVERLAYFS_SUPER_MAGIC,
             dev_major: libc::major(id.dev),
             dev_minor: libc::minor(id.dev),
@@ -112,6 +113,10 @@ pub struct Vma {
     pub account: bool,
     /// `VM_GROWSDOWN` (the stack).
     pub growsdown: bool,
+    /// The VMA has an `anon_vma`: anonymous memory of it was written (the stack, the
+    /// loaders' allocators' memory). Not part of what merging compares, but what decides
+    /// between neighbours that cannot all be merged ([`super::rules::MergeNew`]).
+    pub anon_vma: bool,
     pub backing: Backing,
     /// What made it (not part of what the kernel compares for merging).
     pub origin: super::origin::Origin,
@@ -150,6 +155,7 @@ impl Vma {
             shared: self.shared,
             account: self.account,
             growsdown: self.growsdown,
+            anon_vma: self.anon_vma,
             backing,
             origin: self.origin.slice(start, end),
         }

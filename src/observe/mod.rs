@@ -2,6 +2,7 @@
 //! stage, read `/proc/PID/maps` (and auxv, stat), then kill and reap it.
 
 pub mod auxv;
+pub mod capture;
 pub mod ptrace;
 
 use std::ffi::OsString;

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::host::Facts;
 use crate::kernel::binfmt_elf::{load_elf_binary, ExecImage, ExecRequest};
 use crate::kernel::personality;
+use crate::kernel::profile::Kernel;
 use crate::kernel::random::{DrawKind, ExecRandom};
 use crate::ldso::glibc::{self, Invocation, RtldOptions};
 use crate::ldso::{musl, DepGraph, Flavor, LoaderEnv};
@@ -70,6 +71,62 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Resolve `name` as a process whose root directory is `root` would (`None`: as
+    /// [`Target::resolve`]): an absolute path is looked up inside `root` (a path on this
+    /// machine that already lies inside `root` is taken as the file it names there), a
+    /// name without '/' in the directories of `path_env` (`$PATH`) inside `root`. The
+    /// execve path and `argv[0]` are the path inside `root`, as the process sees it.
+    pub fn resolve_under(
+        root: Option<&Path>,
+        name: &OsStr,
+        args: &[OsString],
+        path_env: Option<&OsStr>,
+    ) -> Result<Target> {
+        let Some(root) = root else {
+            return Target::resolve(name, args);
+        };
+        let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+        let not_found = |reason: &str| Error::Usage {
+            path: name.into(),
+            reason: format!("{reason} under --root {}", root.display()),
+        };
+        let (host, in_root): (PathBuf, PathBuf) = if name.as_bytes().contains(&b'/') {
+            let p = Path::new(name);
+            if p.is_absolute() && inside(p).exists() {
+                (inside(p), p.to_path_buf())
+            } else if let Some(r) = crate::host::fs::in_root_of(root, p) {
+                (p.to_path_buf(), PathBuf::from(r))
+            } else {
+                return Err(not_found("no such file"));
+            }
+        } else {
+            let path = path_env
+                .map(OsStr::to_os_string)
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|cand| cand.is_absolute() && is_executable_file(&inside(cand)))
+                .map(|cand| (inside(&cand), cand))
+                .ok_or_else(|| not_found("command not found in PATH"))?
+        };
+        // The file as the process inside the root would open it (its links followed there).
+        let host = match crate::host::fs::Fs::new(Some(root), Path::new("/"))
+            .realpath(&in_root.to_string_lossy())
+        {
+            Ok(canon) => inside(Path::new(&canon)),
+            Err(_) => host,
+        };
+        let mut argv = vec![in_root.clone().into_os_string()];
+        argv.extend(args.iter().cloned());
+        Ok(Target {
+            program: host,
+            filename: in_root.into_os_string(),
+            argv,
+        })
+    }
+}
+
 fn is_executable_file(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)
@@ -101,6 +158,9 @@ pub struct Config {
     /// explaining a layout and for comparing with the real ld.so under gdb; it costs the
     /// formatting of a few hundred labels.
     pub ledger: bool,
+    /// The kernel to plan for (`--kernel`); `None`: the running kernel of the machine's
+    /// facts ([`Kernel::running`]).
+    pub kernel: Option<Arc<Kernel>>,
 }
 
 impl Config {
@@ -117,7 +177,15 @@ impl Config {
             root: None,
             env: None,
             ledger: false,
+            kernel: None,
         }
+    }
+
+    /// The kernel the plan is for: `kernel`, or the running one of `machine`.
+    pub fn kernel(&self, machine: &Facts) -> Arc<Kernel> {
+        self.kernel
+            .clone()
+            .unwrap_or_else(|| Arc::new(Kernel::running(machine)))
     }
 
     /// The personality the program is exec'd with: ours, plus the requested flags.
@@ -199,8 +267,8 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
     let mut held = Held::default();
     let (mm, deps, loader) = match config.stage {
         Stage::Exec => (exec.mm.clone(), None, None),
-        // AT_ENTRY of a program without PT_INTERP is its own first instruction: for ld.so
-        // run as a command that is before it loads anything (the rendezvous comes later).
+        // A program without PT_INTERP starts at its own entry, AT_ENTRY: a loader run as a
+        // command (`ld.so PROGRAM`, `ld-musl-x86_64.so.1 PROGRAM`) has done nothing yet there.
         Stage::Entry if exec.interp.is_none() => (exec.mm.clone(), None, None),
         Stage::Loaded | Stage::Entry => match load(&exec, target, config, machine, &mut held)? {
             None => (exec.mm.clone(), None, None),
@@ -237,25 +305,32 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
         rlimit_stack: config.rlimit_stack(machine),
         root: config.root.clone(),
     };
+    let kernel = config.kernel(machine);
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
-    let mut random = if let (Some(d), true) = (&config.draws, machine.randomize_va_space != 0) {
+    let mut random = if let (Some(d), true) = (&config.draws, kernel.facts.randomize_va_space != 0)
+    {
         ExecRandom::fixed(d.clone())
-    } else if machine.randomize_va_space != 0 {
+    } else if kernel.facts.randomize_va_space != 0 {
         ExecRandom::lazily_seeded(config.seed)
     } else {
         ExecRandom::zero()
     };
-    load_elf_binary(&req, machine, &mut random)
+    load_elf_binary(&req, machine, &kernel, &mut random)
 }
 
 /// Which loader model runs after the exec: the PT_INTERP's (glibc or musl), or glibc's
-/// ld.so run as a command on a program. `None` for a program without a loader.
+/// ld.so or musl's loader run as a command on a program. `None` for a program without a
+/// loader.
 fn loader_of(exec: &ExecImage, target: &Target) -> Option<(Flavor, Invocation)> {
     match &exec.interp {
         Some(interp) => Some((Flavor::from_interp(&interp.requested), Invocation::Kernel)),
         None => glibc::rtld_is_main_program(exec, &target.argv)
-            .map(|program_name| (Flavor::Glibc, Invocation::RtldIsMain { program_name })),
+            .map(|program_name| (Flavor::Glibc, Invocation::RtldIsMain { program_name }))
+            .or_else(|| {
+                musl::ldso_is_main_program(exec, &target.argv)
+                    .map(|program_name| (Flavor::Musl, Invocation::RtldIsMain { program_name }))
+            }),
     }
 }
 
@@ -290,7 +365,12 @@ fn load(
         Flavor::Musl => {
             // musl: nothing changes between `_dl_debug_state()` and AT_ENTRY (constructors
             // run later, from __libc_start_main).
-            let (mm, loaded, graph) = musl::dls3(exec, &env)?;
+            let (mm, loaded, graph) = match &invocation {
+                Invocation::Kernel => musl::dls3(exec, &env)?,
+                Invocation::RtldIsMain { program_name } => {
+                    musl::dls3_command(exec, &env, program_name)?
+                }
+            };
             (mm, graph, LoaderRun::Musl(loaded))
         }
     }))

@@ -12,7 +12,7 @@ use crate::mm::{Origin, Vma};
 use crate::plan::{LoaderRun, Plan};
 
 /// The version of the schema below ([`JsonPlan`]), written as `schema`.
-pub const SCHEMA: &str = "elfmap-plan/3";
+pub const SCHEMA: &str = "elfmap-plan/4";
 
 #[derive(Serialize)]
 struct JsonPlan<'a> {
@@ -44,6 +44,26 @@ struct JsonPlan<'a> {
     /// The loader's own allocations, in order (glibc's minimal malloc).
     allocations: Vec<JsonAllocation>,
     warnings: Vec<String>,
+    // Since schema 4:
+    /// The kernel the plan is for: its profile.
+    kernel: JsonKernel<'a>,
+}
+
+/// The kernel profile a plan was made with.
+#[derive(Serialize)]
+struct JsonKernel<'a> {
+    /// `uname -r` of that kernel.
+    release: &'a str,
+    /// The built-in rule set (`debian-6.1-amd64`, ...).
+    rules: &'static str,
+    /// What the rule set is for (`Debian 12 bookworm`).
+    rules_for: &'static str,
+    /// `false`: the release has no built-in profile; the rules are the nearest known.
+    exact: bool,
+    /// `running`, `built_in`, or `{"captured": FILE}`.
+    source: &'a crate::kernel::profile::KernelSource,
+    /// The kernel's facts the plan used (sysctls, vDSO sizes, vsyscall mode, ...).
+    facts: &'a crate::host::kernel::KernelFacts,
 }
 
 /// A maps line, with what made it.
@@ -182,6 +202,14 @@ pub fn write(plan: &Plan, lines: &[MapsLine], out: &mut dyn Write) -> io::Result
         tls,
         allocations,
         warnings,
+        kernel: JsonKernel {
+            release: &plan.exec.kernel.release,
+            rules: plan.exec.kernel.built_in.name,
+            rules_for: plan.exec.kernel.built_in.what,
+            exact: plan.exec.kernel.exact,
+            source: &plan.exec.kernel.source,
+            facts: &plan.exec.kernel.facts,
+        },
     };
     serde_json::to_writer_pretty(&mut *out, &j).map_err(io::Error::other)?;
     writeln!(out)

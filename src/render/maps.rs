@@ -6,8 +6,9 @@ use crate::mm::{AddressSpace, Backing, Prot, Vma};
 
 /// The name `fs/proc/task_mmu.c: get_vma_name()` gives a VMA: the file path, a special
 /// mapping's name, `[heap]` for an anonymous VMA overlapping `[start_brk, brk)`
-/// (`vma_is_initial_heap()`, v6.7+), `[stack]` for the VMA holding `start_stack`
-/// (`vma_is_initial_stack()`), or nothing.
+/// (`vma_is_initial_heap()`, v6.7+; before, `show_map_vma()` also named one that only
+/// touches it: [`crate::mm::rules::MmRules::heap_exclusive`]), `[stack]` for the VMA
+/// holding `start_stack` (`vma_is_initial_stack()`), or nothing.
 fn vma_name<'a>(mm: &AddressSpace, v: &'a Vma) -> std::borrow::Cow<'a, str> {
     match &v.backing {
         // The fast check first: to_string_lossy() walks the bytes one at a time.
@@ -16,13 +17,22 @@ fn vma_name<'a>(mm: &AddressSpace, v: &'a Vma) -> std::borrow::Cow<'a, str> {
             None => file.path.to_string_lossy(),
         },
         Backing::Special(n) => std::borrow::Cow::Borrowed(n),
-        Backing::Anon => std::borrow::Cow::Borrowed(if v.start < mm.brk && v.end > mm.start_brk {
+        Backing::Anon => std::borrow::Cow::Borrowed(if is_heap(mm, v) {
             "[heap]"
         } else if v.start <= mm.start_stack && v.end >= mm.start_stack {
             "[stack]"
         } else {
             ""
         }),
+    }
+}
+
+/// Whether `v` is the initial heap as this kernel's maps names it.
+fn is_heap(mm: &AddressSpace, v: &Vma) -> bool {
+    if mm.rules.heap_exclusive {
+        v.start < mm.brk && v.end > mm.start_brk
+    } else {
+        v.start <= mm.brk && v.end >= mm.start_brk
     }
 }
 
@@ -55,6 +65,7 @@ fn for_each_line(mm: &AddressSpace, mut f: impl FnMut(Fields)) {
             dev,
             inode,
             path: &name,
+            pad: mm.rules.name_pad,
         });
     }
 }

@@ -58,6 +58,7 @@ pub fn write(plan: &Plan, lines: &[MapsLine], out: &mut dyn Write) -> io::Result
         },
         plan.stage
     )?;
+    writeln!(out, "kernel       {}", e.kernel.describe())?;
     writeln!(
         out,
         "layout       {} (mmap_base {:#x}, legacy base {:#x}), TASK_SIZE {:#x}",

@@ -169,7 +169,7 @@ mod tests {
     use crate::mm::AddressSpace;
 
     fn mm() -> Task {
-        let mm = AddressSpace::new(crate::mm::test_layout());
+        let mm = AddressSpace::new(crate::mm::test_layout(), crate::mm::rules::test_rules());
         Task {
             mm,
             read_implies_exec: false,

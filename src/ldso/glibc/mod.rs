@@ -691,7 +691,7 @@ impl<'e> Rtld<'e> {
         let m = self.map.as_mut().expect("mapping state");
         let id = m.next_open_id;
         m.next_open_id += 1;
-        super::open_file(path, id)
+        super::open_file(path, id, self.env.root.as_deref())
     }
 
     /// The `FileRef` of object `k`: a new open of its file.

@@ -50,11 +50,19 @@
 //! system path from `<prefix>/etc/ld-musl-<arch>.path`, default "/lib:/usr/local/lib:/usr/lib".
 //! No cache, no hwcaps subdirectories, no ELF class check while searching.
 //!
+//! Run as a command (`ld-musl-x86_64.so.1 PROGRAM [ARGS]`: the kernel mapped only libc.so,
+//! as a program without PT_INTERP), `__dls3` takes its "dynamic linker invoked as a
+//! command" branch ([`dls3_command`]): the loader is the kernel-mapped object, named
+//! `argv[0]`; the program is opened by its name `argv[1]` and mapped with `map_library()`
+//! before anything else (so it is not `kernel_mapped`: its `$ORIGIN` is the directory of
+//! that name); the rest is the same.
+//!
 //! N.B. not modelled: i386 musl (not installed here, sizes unverified); the glibc-libc
 //! replacement in `load_library()` (a glibc-like libc defining both `__libc_start_main` and
 //! `stdin` is replaced by musl itself; it needs the symbol table); RLIMIT_DATA limits on
-//! brk; `ld-musl` run as a command. Missing libraries make musl exit 127 before the loaded
-//! stop: they are an error of the plan.
+//! brk; the options of musl's loader run as a command (`--library-path`, `--preload`,
+//! `--argv0`) and `ldd` mode. Missing libraries make musl exit 127 before the loaded stop:
+//! they are an error of the plan.
 
 pub mod mallocng;
 
@@ -400,6 +408,88 @@ pub fn list(
     Ok(d.finish().0)
 }
 
+/// If `argv` runs musl's loader as a command on a program (`ld-musl-x86_64.so.1 PROGRAM
+/// [ARGS]`, no loader options), the program's name. `exec` must be the exec of a loader (no
+/// PT_INTERP) that is musl's: its dynamic symbols define `__dls3`.
+pub fn ldso_is_main_program(exec: &ExecImage, argv: &[std::ffi::OsString]) -> Option<String> {
+    use crate::elf::symbols::{dl_new_hash, DynSyms, Scratch};
+    if exec.interp.is_some() || exec.abi != Abi::X86_64 {
+        return None;
+    }
+    let img = &exec.program_image;
+    let dynamic = read_dynamic(img).ok()??;
+    let syms = DynSyms::new(img, &dynamic, false, &mut Scratch::default())?;
+    let want = b"__dls3";
+    syms.find(want, dl_new_hash(want), |idx| {
+        let s = syms.sym(idx)?;
+        (s.st_shndx != 0 && syms.name(s.st_name)?.as_ref() == want).then_some(())
+    })?;
+    let name = argv.get(1)?.to_str()?;
+    (!name.starts_with("--")).then(|| name.to_string())
+}
+
+/// Models musl 1.2.3 `ldso/dynlink.c: __dls3()` for musl's loader run as a command on
+/// `program_name` (`argv[1]`), on the address space of the exec stop `exec` (which mapped
+/// only the loader): the branch "dynamic linker invoked as a command" opens the program
+/// and maps it with `map_library()` first; then as for a program the kernel mapped.
+pub fn dls3_command(
+    exec: &ExecImage,
+    env: &LoaderEnv,
+    program_name: &str,
+) -> Result<(AddressSpace, MuslLoaded, DepGraph)> {
+    let ldso_path = exec.program_file.path.clone();
+    let ldname = exec.filename.to_string_lossy().into_owned();
+    let fs = env.fs();
+    let host = fs.host(program_name).into_owned();
+    // open(argv[0], O_RDONLY) failing: musl prints and exits 1.
+    let app_img = Arc::new(ElfImage::open(&host).map_err(|e| {
+        Error::load_failed(
+            &ldso_path,
+            format!("musl's loader run as a command cannot load {program_name}: {e}; it exits with status 1"),
+        )
+    })?);
+    let mut d = Dls3::new(
+        env,
+        &app_img,
+        Path::new(program_name),
+        Path::new(&ldname),
+        Some(&exec.program_image),
+    )?;
+    d.map = Some(MapState {
+        task: Task {
+            mm: exec.mm.clone(),
+            read_implies_exec: exec.read_implies_exec,
+        },
+        malloc: Mallocng::default(),
+        tls_cnt: 0,
+        tls_offset: 0,
+        tls_align: MIN_TLS_ALIGN,
+        next_open_id: exec.next_open_id,
+        tls: None,
+    });
+    d.command_mapped(exec, &app_img, &host)?;
+    d.load()?;
+    if let Some(m) = d.missing.first() {
+        let by = d
+            .dsos
+            .get(m.needed_by)
+            .map(|o| o.dep.path.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::load_failed(
+            &ldso_path,
+            format!(
+                "Error loading shared library {}: No such file or directory (needed by {by}); \
+                 musl exits with status 127 before the loaded stop",
+                m.name
+            ),
+        ));
+    }
+    d.after_deps(exec)?;
+    let (graph, loaded) = d.finish();
+    let (mm, loaded) = loaded.expect("mapping state");
+    Ok((mm, loaded, graph))
+}
+
 /// Models musl 1.2.3 `ldso/dynlink.c: __dls3()` for a program the kernel mapped, on the
 /// address space of the exec stop `exec`, up to the `_dl_debug_state()` call (see the
 /// module documentation for the steps). The load list comes with it.
@@ -605,6 +695,81 @@ impl<'e> Dls3<'e> {
         Ok(())
     }
 
+    /// The command branch of `__dls3`: the loader is what the kernel mapped (`ldso`,
+    /// `kernel_mapped_dso()` in `__dls2`); the program (`app`) is opened by name and mapped
+    /// by `map_library()`, its TLS module the first; then `reclaim_gaps()` of both.
+    fn command_mapped(
+        &mut self,
+        exec: &ExecImage,
+        app_img: &Arc<ElfImage>,
+        host: &Path,
+    ) -> Result<()> {
+        let k = kernel_mapped_dso(&exec.program_image, exec.load_bias);
+        let l = self.ldso.as_mut().expect("the loader's dso");
+        l.span = k;
+        l.path = Some(exec.program_file.path.clone());
+        l.object = Some(Arc::new(Object {
+            role: Role::Interpreter,
+            path: exec.program_file.path.clone(),
+        }));
+        let dt_textrel = self.dsos[0]
+            .dep
+            .dynamic
+            .as_ref()
+            .is_some_and(|d| d.dt_textrel);
+        let host_path = self.dsos[0].dep.host_path.clone();
+        let file = {
+            let m = self.map_mut();
+            let id = m.next_open_id;
+            m.next_open_id += 1;
+            open_file(&host_path, id, self.env.root.as_deref())?
+        };
+        let placeholder = Dso::new(self.dsos[0].dep.clone(), DsoKind::App, String::new(), None);
+        let mut app = std::mem::replace(&mut self.dsos[0], placeholder);
+        self.map_library(app_img, dt_textrel, host, file, &mut app)?;
+        app.kernel_mapped = false;
+        let map = app.span.map;
+        app.path = self
+            .map_mut()
+            .task
+            .mm
+            .find(map)
+            .and_then(|v| match &v.backing {
+                crate::mm::Backing::File { file, .. } => Some(file.path.clone()),
+                _ => None,
+            });
+        app.object = app.path.clone().map(|path| {
+            Arc::new(Object {
+                role: Role::Program,
+                path,
+            })
+        });
+        if let Some((vaddr, len, size, align)) = pt_tls(app_img) {
+            let image = app.span.base.wrapping_add(vaddr);
+            let offset =
+                size.wrapping_add(image.wrapping_add(size).wrapping_neg() & align.wrapping_sub(1));
+            app.tls = Some(TlsModule {
+                id: 1,
+                image,
+                len,
+                size,
+                align,
+                offset,
+            });
+            let m = self.map_mut();
+            m.tls_cnt = 1;
+            m.tls_offset = offset;
+            m.tls_align = maxp2(m.tls_align, align);
+        }
+        let span = app.span.clone();
+        self.dsos[0] = app;
+        self.reclaim_gaps(&span);
+        if let Some(span) = self.ldso.as_ref().map(|l| l.span.clone()) {
+            self.reclaim_gaps(&span);
+        }
+        Ok(())
+    }
+
     /// `load_preload()` (not in secure mode: names separated by white space (`isspace`) or
     /// ':', loaded with no `needed_by`), then `load_deps(&app)`: `load_direct_deps()` for
     /// every dso in list order (the list grows meanwhile; the loader's deps are `no_deps`).
@@ -785,7 +950,7 @@ impl<'e> Dls3<'e> {
                 let m = self.map_mut();
                 let id = m.next_open_id;
                 m.next_open_id += 1;
-                open_file(&host_path, id)?
+                open_file(&host_path, id, self.env.root.as_deref())?
             };
             self.map_library(&img, dt_textrel, &host_path, file, &mut dso)?;
             let map = dso.span.map;

@@ -1,0 +1,182 @@
+//! The built-in kernel profiles against the real maps of their kernels: testdata/kernels/
+//! holds, per Debian kernel, maps the kernel lab recorded in a guest under qemu (`make
+//! kernels`, exported by lab/export.py; real output, not typed in). Here each recorded case is
+//! planned with `--kernel RELEASE` (`elfmap kernel check`), and with `--kernel` the capture
+//! the guest made of its kernel (`elfmap kernel capture` there), and must equal the recording,
+//! line for line (device and inode numbers aside), with `.info`'s AT_ENTRY, AT_BASE,
+//! AT_SYSINFO_EHDR, start_brk and start_stack. Cases whose files (the program, its
+//! libraries, the cache's size) are not the same here as in the guest are left out, and
+//! said so.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::*;
+
+fn kernels_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/kernels")
+}
+
+/// `sha256sum` of each existing file of `paths`.
+fn sha256(paths: &[PathBuf]) -> BTreeMap<PathBuf, String> {
+    let existing: Vec<&PathBuf> = paths.iter().filter(|p| p.is_file()).collect();
+    if existing.is_empty() {
+        return BTreeMap::new();
+    }
+    let out = Command::new("sha256sum").args(&existing).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (h, p) = l.split_once("  ")?;
+            Some((PathBuf::from(p), h.to_string()))
+        })
+        .collect()
+}
+
+/// A copy of the recorded directory `src` holding only the cases whose program's files
+/// are the same here; the programs left out, with why.
+fn checkable(src: &Path, dst: &Path, recorded: &str, testdata: &Path) -> Vec<String> {
+    let here = |p: &str| -> PathBuf {
+        match p.strip_prefix(recorded) {
+            Some(rest) => PathBuf::from(format!("{}{rest}", testdata.display())),
+            None => PathBuf::from(p),
+        }
+    };
+    let manifest = std::fs::read_to_string(src.join("MANIFEST")).unwrap();
+    let mut hashes = BTreeMap::new();
+    let mut pages = BTreeMap::new();
+    let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in manifest.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = l.splitn(3, ' ').collect();
+        match f[..] {
+            ["sha256", h, p] => {
+                hashes.insert(p.to_string(), h.to_string());
+            }
+            ["pages", n, p] => {
+                pages.insert(p.to_string(), n.parse::<u64>().unwrap());
+            }
+            ["needs", prog, p] => needs.entry(prog.into()).or_default().push(p.into()),
+            _ => panic!("MANIFEST line {l:?}"),
+        }
+    }
+    let paths: Vec<PathBuf> = hashes.keys().map(|p| here(p)).collect();
+    let got = sha256(&paths);
+    let mut changed = BTreeSet::new();
+    for (p, h) in &hashes {
+        if got.get(&here(p)) != Some(h) {
+            changed.insert(p.clone());
+        }
+    }
+    for (p, n) in &pages {
+        let size = std::fs::metadata(here(p)).map(|m| m.len()).unwrap_or(0);
+        if size.div_ceil(4096) != *n {
+            changed.insert(p.clone());
+        }
+    }
+    let mut left_out = Vec::new();
+    let ok: BTreeSet<&String> = needs
+        .iter()
+        .filter(|(prog, files)| {
+            let bad: Vec<&String> = files.iter().filter(|f| changed.contains(*f)).collect();
+            if !bad.is_empty() {
+                left_out.push(format!("{prog}: {bad:?} not as recorded"));
+            }
+            bad.is_empty()
+        })
+        .map(|(p, _)| p)
+        .collect();
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst.join("recorder")).unwrap();
+    std::fs::create_dir_all(dst.join("sysinfo")).unwrap();
+    std::fs::copy(src.join("sysinfo/uname"), dst.join("sysinfo/uname")).unwrap();
+    let index = std::fs::read_to_string(src.join("index.tsv")).unwrap();
+    let mut out = String::new();
+    for (i, l) in index.lines().enumerate() {
+        let prog = l.split('\t').next().unwrap_or("");
+        if i == 0 || ok.contains(&prog.to_string()) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dst.join("index.tsv"), out).unwrap();
+    for e in std::fs::read_dir(src.join("recorder")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join("recorder").join(e.file_name())).unwrap();
+    }
+    left_out
+}
+
+#[test]
+fn built_in_profiles_give_the_real_kernels_maps() {
+    let testdata = std::fs::canonicalize(testdata()).unwrap();
+    let mut kernels = 0;
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    for e in std::fs::read_dir(kernels_dir()).unwrap() {
+        let src = e.unwrap().path();
+        let release = src.file_name().unwrap().to_string_lossy().into_owned();
+        let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kernels-{release}"));
+        // Where the guest had the test programs (lab/mkroot.sh: their path on the host
+        // that made the image).
+        let recorded = std::fs::read_to_string(src.join("TESTDATA")).unwrap();
+        let recorded = recorded.trim();
+        let left_out = checkable(&src, &dst, recorded, &testdata);
+        for l in &left_out {
+            eprintln!("{release}: left out: {l}");
+        }
+        // The built-in profile, and the profile the guest captured of itself.
+        let mut profiles = vec![release.clone()];
+        let cap = src.join("kernel-capture.json");
+        if cap.exists() {
+            profiles.push(cap.to_string_lossy().into_owned());
+        }
+        let mut n = 0;
+        for kernel in &profiles {
+            let o = run([
+                "kernel".into(),
+                "check".into(),
+                "--json".into(),
+                "--kernel".into(),
+                kernel.clone(),
+                "--relocate".into(),
+                format!("{recorded}={}", testdata.display()),
+                dst.to_string_lossy().into_owned(),
+            ]);
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|e| panic!("{release}: {e}: {}", stderr(&o)));
+            n = j["cases"].as_array().unwrap().len();
+            eprintln!("{release}: {n} recorded cases planned with --kernel {kernel}");
+            // The static test programs need nothing of this machine but themselves.
+            assert!(n >= 10, "{release}: only {n} cases could be planned");
+            for c in j["cases"].as_array().unwrap() {
+                let v = c["verdict"].as_str().unwrap();
+                if v != "identical" && v != "identical_but_initializers" {
+                    failures.push(format!(
+                        "{release} (--kernel {kernel}): {} {}: {v}\n{}",
+                        c["case"]["program"],
+                        c["case"]["file"],
+                        c["detail"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|d| d.as_str().unwrap_or(""))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ));
+                }
+            }
+        }
+        kernels += 1;
+        cases += n;
+        let _ = std::fs::remove_dir_all(&dst);
+    }
+    assert!(
+        kernels >= 5,
+        "only {kernels} kernels recorded in testdata/kernels"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    eprintln!("{cases} cases of {kernels} kernels equal the real maps");
+}
