@@ -220,117 +220,137 @@ static void index_row(const char *prog, const char *bits, const char *stage, con
 
 static const char *stages[] = {"exec", "loaded", "entry"};
 
-/* One program, all configurations; index rows go to `idx` (a per-worker file). */
+static const char *layouts[] = {"flexible", "legacy"};
+static const char *lims[] = {"std", "3gb"};
+
+/* The recorder on `prog` in layout `l` and limit `m`, ASLR off (directory recorder/, tool
+ * "recorder") or on (recorder-aslr/, tool "recorder-aslr"): one index row per stage. */
+static void record(const char *bits, const char *prog, const char *key, int l, int m, int aslr) {
+    const char *dir = aslr ? "recorder-aslr" : "recorder";
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "%s.%s", layouts[l], lims[m]);
+    char rec[600], tmpl[1536], status_path[1536];
+    snprintf(rec, sizeof rec, "%s/recorder%s", BIN, bits);
+    snprintf(tmpl, sizeof tmpl, "%s/%s/%s.{stage}.%s", OUT, dir, key, suffix);
+    snprintf(status_path, sizeof status_path, "%s/%s/%s.%s.status", OUT, dir, key, suffix);
+    char *rargv[12];
+    int n = 0;
+    rargv[n++] = rec;
+    if (!aslr) rargv[n++] = "--no-aslr";
+    if (l == 1) rargv[n++] = "--legacy";
+    if (m == 1) rargv[n++] = "--3gb";
+    rargv[n++] = "--timeout";
+    rargv[n++] = ELFMAP_TIMEOUT;
+    rargv[n++] = "-o";
+    rargv[n++] = tmpl;
+    rargv[n++] = (char *)prog;
+    rargv[n] = NULL;
+    int rc = run(rargv, status_path, "", -1);
+    /* the status file: "STAGE\tok\tFILE" or "STAGE\terror\tREASON" */
+    int seen[3] = {0, 0, 0};
+    FILE *sf = fopen(status_path, "r");
+    char line[2048];
+    while (sf && fgets(line, sizeof line, sf)) {
+        line[strcspn(line, "\n")] = 0;
+        char *st = strtok(line, "\t"), *what = strtok(NULL, "\t"), *rest = strtok(NULL, "");
+        if (!st || !what) continue;
+        for (int s = 0; s < 3; s++) {
+            if (strcmp(st, stages[s])) continue;
+            seen[s] = 1;
+            char file[1536];
+            snprintf(file, sizeof file, "%s/%s.%s.%s.maps", dir, key, stages[s], suffix);
+            if (!strcmp(what, "ok")) index_row(prog, bits, stages[s], layouts[l], lims[m], dir, "ok", rc, file, "");
+            else index_row(prog, bits, stages[s], layouts[l], lims[m], dir, "error", rc, "-", rest);
+        }
+    }
+    if (sf) fclose(sf);
+    for (int s = 0; s < 3; s++)
+        if (!seen[s]) {
+            char why[64];
+            snprintf(why, sizeof why, "the recorder ended with status %d", rc);
+            index_row(prog, bits, stages[s], layouts[l], lims[m], dir, "error", rc, "-", why);
+        }
+}
+
+/* `elfmap run` (ASLR off only) and `elfmap compare` in the guest, one stage at a time, in
+ * layout `l` and limit `m`; with `aslr`, compare runs the program randomised and recovers
+ * the draws (directory compare-aslr/, tool "compare-aslr"). */
+static void elfmap_runs(const char *bits, const char *prog, const char *key, int l, int m, int aslr) {
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "%s.%s", layouts[l], lims[m]);
+    for (int s = 0; s < 3; s++) {
+        char *eargv[16];
+        int k = 0;
+        eargv[k++] = ELFMAP;
+        eargv[k++] = "run";
+        if (!aslr) eargv[k++] = "--no-aslr";
+        eargv[k++] = "--stage";
+        eargv[k++] = (char *)stages[s];
+        if (l == 1) {
+            eargv[k++] = "--layout";
+            eargv[k++] = "legacy";
+        }
+        if (m == 1) eargv[k++] = "--3gb";
+        eargv[k++] = "--timeout";
+        eargv[k++] = ELFMAP_TIMEOUT;
+        eargv[k++] = (char *)prog;
+        eargv[k] = NULL;
+        char out[1536], err[1536], file[1536], detail[512] = "";
+        int r;
+        if (!aslr) {
+            snprintf(file, sizeof file, "elfmap-run/%s.%s.%s.maps", key, stages[s], suffix);
+            snprintf(out, sizeof out, "%s/%s", OUT, file);
+            snprintf(err, sizeof err, "%s/elfmap-run/%s.%s.%s.err", OUT, key, stages[s], suffix);
+            r = run(eargv, out, err, -1);
+            struct stat st;
+            if (stat(err, &st) == 0 && st.st_size == 0) unlink(err);
+            if (r != 0) {
+                FILE *ef = fopen(err, "r");
+                if (ef) {
+                    if (!fgets(detail, sizeof detail, ef)) detail[0] = 0;
+                    detail[strcspn(detail, "\n")] = 0;
+                    fclose(ef);
+                }
+            }
+            index_row(prog, bits, stages[s], layouts[l], lims[m], "elfmap-run", r == 0 ? "ok" : "error", r, file, detail);
+        }
+        const char *dir = aslr ? "compare-aslr" : "compare";
+        eargv[1] = "compare";
+        snprintf(file, sizeof file, "%s/%s.%s.%s.txt", dir, key, stages[s], suffix);
+        snprintf(out, sizeof out, "%s/%s", OUT, file);
+        r = run(eargv, out, NULL, -1);
+        const char *res = r == 0 ? "identical" : r == 1 ? "different" : "error";
+        detail[0] = 0;
+        if (r == 0 || r >= 2) {
+            /* the last line says "identical: ..." or "elfmap: ...: reason" */
+            FILE *cf = fopen(out, "r");
+            char l2[2048];
+            while (cf && fgets(l2, sizeof l2, cf)) {
+                l2[strcspn(l2, "\n")] = 0;
+                snprintf(detail, sizeof detail, "%s", l2);
+            }
+            if (cf) fclose(cf);
+        }
+        index_row(prog, bits, stages[s], layouts[l], lims[m], dir, res, r, file, detail);
+    }
+}
+
+/* One program, all configurations; index rows go to `idx` (a per-worker file). ASLR on:
+ * the flexible layout with the standard limit only (one random sample per stage). */
 static void measure(const char *bits, const char *prog) {
     char key[1024];
     snprintf(key, sizeof key, "%s", prog[0] == '/' ? prog + 1 : prog);
     for (char *p = key; *p; p++)
         if (*p == '/') *p = '%';
-    const char *layouts[] = {"flexible", "legacy"};
-    const char *lims[] = {"std", "3gb"};
     int nlim = strcmp(bits, "32") == 0 ? 2 : 1;
     for (int l = 0; l < 2; l++) {
         for (int m = 0; m < nlim; m++) {
-            char suffix[64];
-            snprintf(suffix, sizeof suffix, "%s.%s", layouts[l], lims[m]);
-            /* the recorder */
-            char rec[600], tmpl[1536], status_path[1536];
-            snprintf(rec, sizeof rec, "%s/recorder%s", BIN, bits);
-            snprintf(tmpl, sizeof tmpl, "%s/recorder/%s.{stage}.%s", OUT, key, suffix);
-            snprintf(status_path, sizeof status_path, "%s/recorder/%s.%s.status", OUT, key, suffix);
-            char *rargv[12];
-            int n = 0;
-            rargv[n++] = rec;
-            rargv[n++] = "--no-aslr";
-            if (l == 1) rargv[n++] = "--legacy";
-            if (m == 1) rargv[n++] = "--3gb";
-            rargv[n++] = "--timeout";
-            rargv[n++] = ELFMAP_TIMEOUT;
-            rargv[n++] = "-o";
-            rargv[n++] = tmpl;
-            rargv[n++] = (char *)prog;
-            rargv[n] = NULL;
-            int rc = run(rargv, status_path, "", -1);
-            /* the status file: "STAGE\tok\tFILE" or "STAGE\terror\tREASON" */
-            int seen[3] = {0, 0, 0};
-            FILE *sf = fopen(status_path, "r");
-            char line[2048];
-            while (sf && fgets(line, sizeof line, sf)) {
-                line[strcspn(line, "\n")] = 0;
-                char *st = strtok(line, "\t"), *what = strtok(NULL, "\t"), *rest = strtok(NULL, "");
-                if (!st || !what) continue;
-                for (int s = 0; s < 3; s++) {
-                    if (strcmp(st, stages[s])) continue;
-                    seen[s] = 1;
-                    char file[1536];
-                    snprintf(file, sizeof file, "recorder/%s.%s.%s.maps", key, stages[s], suffix);
-                    if (!strcmp(what, "ok")) index_row(prog, bits, stages[s], layouts[l], lims[m], "recorder", "ok", rc, file, "");
-                    else index_row(prog, bits, stages[s], layouts[l], lims[m], "recorder", "error", rc, "-", rest);
-                }
-            }
-            if (sf) fclose(sf);
-            for (int s = 0; s < 3; s++)
-                if (!seen[s]) {
-                    char why[64];
-                    snprintf(why, sizeof why, "the recorder ended with status %d", rc);
-                    index_row(prog, bits, stages[s], layouts[l], lims[m], "recorder", "error", rc, "-", why);
-                }
-            if (!native64) continue;
-            /* elfmap run and elfmap compare, one stage at a time */
-            for (int s = 0; s < 3; s++) {
-                char *eargv[16];
-                int k = 0;
-                eargv[k++] = ELFMAP;
-                eargv[k++] = "run";
-                eargv[k++] = "--no-aslr";
-                eargv[k++] = "--stage";
-                eargv[k++] = (char *)stages[s];
-                if (l == 1) {
-                    eargv[k++] = "--layout";
-                    eargv[k++] = "legacy";
-                }
-                if (m == 1) eargv[k++] = "--3gb";
-                eargv[k++] = "--timeout";
-                eargv[k++] = ELFMAP_TIMEOUT;
-                eargv[k++] = (char *)prog;
-                eargv[k] = NULL;
-                char out[1536], err[1536], file[1536];
-                snprintf(file, sizeof file, "elfmap-run/%s.%s.%s.maps", key, stages[s], suffix);
-                snprintf(out, sizeof out, "%s/%s", OUT, file);
-                snprintf(err, sizeof err, "%s/elfmap-run/%s.%s.%s.err", OUT, key, stages[s], suffix);
-                int r = run(eargv, out, err, -1);
-                struct stat st;
-                if (stat(err, &st) == 0 && st.st_size == 0) unlink(err);
-                char detail[512] = "";
-                if (r != 0) {
-                    FILE *ef = fopen(err, "r");
-                    if (ef) {
-                        if (!fgets(detail, sizeof detail, ef)) detail[0] = 0;
-                        detail[strcspn(detail, "\n")] = 0;
-                        fclose(ef);
-                    }
-                }
-                index_row(prog, bits, stages[s], layouts[l], lims[m], "elfmap-run", r == 0 ? "ok" : "error", r, file, detail);
-                eargv[1] = "compare";
-                snprintf(file, sizeof file, "compare/%s.%s.%s.txt", key, stages[s], suffix);
-                snprintf(out, sizeof out, "%s/%s", OUT, file);
-                r = run(eargv, out, NULL, -1);
-                const char *res = r == 0 ? "identical" : r == 1 ? "different" : "error";
-                detail[0] = 0;
-                if (r == 0 || r >= 2) {
-                    /* the last line says "identical: ..." or "elfmap: ...: reason" */
-                    FILE *cf = fopen(out, "r");
-                    char l2[2048];
-                    while (cf && fgets(l2, sizeof l2, cf)) {
-                        l2[strcspn(l2, "\n")] = 0;
-                        snprintf(detail, sizeof detail, "%s", l2);
-                    }
-                    if (cf) fclose(cf);
-                }
-                index_row(prog, bits, stages[s], layouts[l], lims[m], "compare", res, r, file, detail);
-            }
+            record(bits, prog, key, l, m, 0);
+            if (native64) elfmap_runs(bits, prog, key, l, m, 0);
         }
     }
+    record(bits, prog, key, 0, 0, 1);
+    if (native64) elfmap_runs(bits, prog, key, 0, 0, 1);
 }
 
 int main(int argc, char **argv) {
@@ -352,8 +372,8 @@ int main(int argc, char **argv) {
     say("driver: kernel %s (%s), %d job(s)", u.release, u.machine, jobs);
     sysinfo();
     char d[512];
-    const char *dirs[] = {"recorder", "elfmap-run", "compare", "parts"};
-    for (int i = 0; i < 4; i++) {
+    const char *dirs[] = {"recorder", "recorder-aslr", "elfmap-run", "compare", "compare-aslr", "parts"};
+    for (int i = 0; i < 6; i++) {
         snprintf(d, sizeof d, "%s/%s", OUT, dirs[i]);
         mkdir(d, 0755);
     }

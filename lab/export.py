@@ -6,7 +6,8 @@ kernels without qemu (tests/kernels.rs).
     python3 lab/export.py DATA_DIR OUT_DIR
 
 For each kernel of DATA/results (not the host's), the cases of the chosen programs are
-copied as the recorder wrote them: index.tsv (those rows), recorder/KEY.*.maps and .info,
+copied as the recorder wrote them: index.tsv (those rows), recorder/KEY.*.maps and .info
+(ASLR off) and recorder-aslr/ (ASLR on, the flexible layout: one random sample per stop),
 sysinfo/uname, kernel-capture.json (what `elfmap kernel capture` wrote in the guest);
 TESTDATA names where the guest had the test programs. MANIFEST lists what the plans of those cases read, as the guest's root
 (DATA/root-staging) held it: `sha256 PATH` of every ELF file named in the maps (and of the
@@ -62,11 +63,13 @@ def export(rel):
     want |= {(p, *c) for p in SYSTEM_64 for c in CASES_64}
     want |= {(testdata + "/" + p, *c) for p in TEST_32 for c in CASES_32}
     keep = [(v, line) for v, line in rows
-            if v[5] == "recorder" and v[6] == "ok" and (v[0], v[2], v[3], v[4]) in want]
+            if v[5] in ("recorder", "recorder-aslr") and v[6] == "ok"
+            and (v[0], v[2], v[3], v[4]) in want]
     if not keep:
         return 0
     shutil.rmtree(dst, ignore_errors=True)
     os.makedirs(os.path.join(dst, "recorder"))
+    os.makedirs(os.path.join(dst, "recorder-aslr"))
     os.makedirs(os.path.join(dst, "sysinfo"))
     shutil.copy(os.path.join(src, "sysinfo", "uname"), os.path.join(dst, "sysinfo", "uname"))
     with open(os.path.join(dst, "TESTDATA"), "w") as f:

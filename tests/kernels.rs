@@ -102,9 +102,16 @@ fn checkable(src: &Path, dst: &Path, recorded: &str, testdata: &Path) -> Vec<Str
         }
     }
     std::fs::write(dst.join("index.tsv"), out).unwrap();
-    for e in std::fs::read_dir(src.join("recorder")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join("recorder").join(e.file_name())).unwrap();
+    // ASLR off (recorder/) and on (recorder-aslr/, where the lab recorded it).
+    for dir in ["recorder", "recorder-aslr"] {
+        let Ok(rd) = std::fs::read_dir(src.join(dir)) else {
+            continue;
+        };
+        std::fs::create_dir_all(dst.join(dir)).unwrap();
+        for e in rd {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(dir).join(e.file_name())).unwrap();
+        }
     }
     left_out
 }

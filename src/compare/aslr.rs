@@ -68,6 +68,9 @@ pub struct Sampler<'a> {
     machine: &'a Facts,
     reference: Plan,
     ref_lines: Vec<MapsLine>,
+    /// Compare device and inode numbers (a sample from this machine), or not
+    /// ([`Sampler::ignoring_ids`]).
+    ids: bool,
 }
 
 /// The first line whose path is `name`.
@@ -152,7 +155,15 @@ impl<'a> Sampler<'a> {
             machine,
             reference,
             ref_lines,
+            ids: true,
         })
+    }
+
+    /// Leave device and inode numbers out of the comparison: samples from another machine
+    /// (or this one after its files were replaced), which numbers its files otherwise.
+    pub fn ignoring_ids(mut self) -> Self {
+        self.ids = false;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -230,6 +241,41 @@ impl<'a> Sampler<'a> {
             _ => {}
         }
         put!(DrawKind::StackPointer, None, "", &mut problems);
+        // The vDSO's own draw (kernels up to v6.8, 64-bit tasks): vdso_addr() puts it a
+        // random number of pages above the page after the argument strings, which the stack
+        // draws place (and which decide the draw's range: none when the stack is at the
+        // top); the vvar pages come first.
+        let e = &self.reference.exec;
+        if e.kernel.rules.vdso_hinted(e.abi) {
+            let mut config = self.config.clone();
+            config.draws = Some(draws.iter().map(|d| (d.kind, d.value)).collect());
+            let q = plan(self.target, &config, self.machine)?;
+            let start = crate::addr::page_align(q.exec.stack.arg_start).unwrap_or(u64::MAX);
+            let low = ["[vvar]", "[vvar_vclock]", "[vdso]"]
+                .iter()
+                .filter_map(|n| line_named(&lines, n).map(|l| l.start))
+                .min();
+            let ranges = &q.exec.draws;
+            match low {
+                Some(b) if b >= start => record(
+                    ranges,
+                    &mut draws,
+                    DrawKind::VdsoAddr,
+                    Some(b - start),
+                    "[vvar]/[vdso]",
+                    &mut problems,
+                ),
+                // Below the hint: placed as if it had none (the hint was not free).
+                _ => record(
+                    ranges,
+                    &mut draws,
+                    DrawKind::VdsoAddr,
+                    None,
+                    "",
+                    &mut problems,
+                ),
+            }
+        }
         // mmap_base: the first mapping exec makes without an address (the interpreter, or
         // a program that is its own loader, else the vDSO) goes right below mmap_base, or
         // at the legacy base; the rest of the mmap area follows from it.
@@ -306,7 +352,27 @@ impl<'a> Sampler<'a> {
                     "the [heap] starts at {:#x}, below the lowest start_brk ({base:#x})",
                     h.start
                 )),
-                None => put!(DrawKind::Brk, None, "", &mut problems),
+                None => {
+                    // Kernels that name a VMA reaching start_brk [heap] name the .bss so
+                    // when brk did not move: a .bss line without the name shows a draw
+                    // (any one; the smallest is held against the range).
+                    let named = crate::render::maps::lines(&p.mm)
+                        .iter()
+                        .any(|l| l.path == "[heap]");
+                    if named {
+                        let unit = range(DrawKind::Brk).map_or(PAGE_SIZE, |d| d.unit);
+                        put!(
+                            DrawKind::Brk,
+                            Some(unit),
+                            "no line named [heap]: start_brk is above the .bss",
+                            &mut problems
+                        );
+                        config.draws = Some(values(&draws));
+                        p = plan(self.target, &config, self.machine)?;
+                    } else {
+                        put!(DrawKind::Brk, None, "", &mut problems)
+                    }
+                }
             }
         }
         let (mut diff, mut entry) = self.judge(&p, sample);
@@ -385,7 +451,12 @@ impl<'a> Sampler<'a> {
                 .find(|l| l.start == v.start)
                 .map(|l| l.path)
         });
+        // Where vdso_addr() gives the vDSO a hint of its own, it says nothing of mmap_base.
+        let hinted = e.kernel.rules.vdso_hinted(e.abi);
         by_role.or_else(|| {
+            if hinted {
+                return None;
+            }
             ["[vvar]", "[vdso]"]
                 .iter()
                 .find(|n| line_named(&self.ref_lines, n).is_some())
@@ -397,7 +468,11 @@ impl<'a> Sampler<'a> {
     /// made.
     fn judge(&self, p: &Plan, sample: &str) -> (Diff, Option<EntryVerdict>) {
         let predicted = crate::render::maps::render(&p.mm);
-        let diff = Diff::new(&predicted, sample);
+        let diff = if self.ids {
+            Diff::new(&predicted, sample)
+        } else {
+            super::diff_without_ids(&predicted, sample, p.mm.rules.name_pad)
+        };
         let entry = (self.config.stage == Stage::Entry && !diff.identical()).then(|| {
             let (po, oo) = diff.one_sided();
             classify(&p.mm, &po, &oo)

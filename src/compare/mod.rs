@@ -8,6 +8,8 @@ pub mod recorded;
 
 use similar::{ChangeTag, TextDiff};
 
+use crate::maps::MapsLine;
+
 /// One line of a diff.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "line", rename_all = "lowercase")]
@@ -123,6 +125,39 @@ impl Diff {
         }
         s
     }
+}
+
+/// The maps text normalised for a comparison across machines: device and inode numbers
+/// zeroed (another machine, or this one after a reinstall, numbers its files differently),
+/// each line printed as a kernel padding its name column to `pad` prints it, paths starting
+/// with `relocate.0` read as starting with `relocate.1`.
+pub fn without_ids(text: &str, pad: usize, relocate: Option<&(String, String)>) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| match MapsLine::parse(l) {
+            Ok(mut m) => {
+                m.dev_major = 0;
+                m.dev_minor = 0;
+                m.inode = 0;
+                if let Some((from, to)) = relocate {
+                    if let Some(rest) = m.path.strip_prefix(from.as_str()) {
+                        m.path = format!("{to}{rest}");
+                    }
+                }
+                m.render_padded(pad)
+            }
+            Err(_) => l.to_string(),
+        })
+        .collect()
+}
+
+/// [`Diff::new`] of two maps texts from different machines: [`without_ids`] on both.
+pub fn diff_without_ids(predicted: &str, observed: &str, pad: usize) -> Diff {
+    let join = |v: Vec<String>| v.into_iter().map(|l| l + "\n").collect::<String>();
+    Diff::new(
+        &join(without_ids(predicted, pad, None)),
+        &join(without_ids(observed, pad, None)),
+    )
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::host::Facts;
 use crate::kernel::profile::Kernel;
 use crate::maps::MapsLine;
+
+use super::without_ids as normalise;
 use crate::plan::{Config, Layout, Stage, Target};
 
 /// One recorded case: a program at a stop, in a layout, with or without ADDR_LIMIT_3GB.
@@ -27,6 +29,9 @@ pub struct Case {
     pub stage: Stage,
     pub legacy: bool,
     pub addr_limit_3gb: bool,
+    /// Recorded with ASLR on (`recorder-aslr`): checked as `compare --maps` checks a
+    /// sample, by recovering the kernel's draws from it.
+    pub aslr: bool,
     /// The recorded maps file, relative to the results directory.
     pub file: String,
 }
@@ -35,7 +40,8 @@ impl Case {
     /// The options of `elfmap plan` for this case.
     pub fn options(&self) -> String {
         format!(
-            "--no-aslr --stage {}{}{}",
+            "{}--stage {}{}{}",
+            if self.aslr { "" } else { "--no-aslr " },
             self.stage,
             if self.legacy { " --layout legacy" } else { "" },
             if self.addr_limit_3gb { " --3gb" } else { "" }
@@ -137,7 +143,12 @@ pub fn cases(dir: &Path) -> Result<Vec<Case>> {
     for (n, line) in lines.enumerate() {
         let f: Vec<&str> = line.split('\t').collect();
         let get = |i: usize| f.get(i).copied().unwrap_or("");
-        if get(c_tool) != "recorder" || get(c_status) != "ok" {
+        let aslr = match get(c_tool) {
+            "recorder" => false,
+            "recorder-aslr" => true,
+            _ => continue,
+        };
+        if get(c_status) != "ok" {
             continue;
         }
         let bad = || Error::bad_input(&p, format!("line {}: {line:?}", n + 2));
@@ -152,6 +163,7 @@ pub fn cases(dir: &Path) -> Result<Vec<Case>> {
             },
             legacy: get(c_layout) == "legacy",
             addr_limit_3gb: get(c_limit) == "3gb",
+            aslr,
             file: get(c_file).to_string(),
         });
     }
@@ -166,28 +178,6 @@ pub struct CheckOptions {
     /// `(recorded, here)`: program paths and paths in the recorded maps that start with
     /// `recorded` are read as starting with `here`.
     pub relocate: Option<(String, String)>,
-}
-
-/// The maps text normalised for a comparison across machines: device and inode numbers
-/// zeroed, each line printed as the kernel of `pad` prints it.
-fn normalise(text: &str, pad: usize, relocate: Option<&(String, String)>) -> Vec<String> {
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| match MapsLine::parse(l) {
-            Ok(mut m) => {
-                m.dev_major = 0;
-                m.dev_minor = 0;
-                m.inode = 0;
-                if let Some((from, to)) = relocate {
-                    if let Some(rest) = m.path.strip_prefix(from.as_str()) {
-                        m.path = format!("{to}{rest}");
-                    }
-                }
-                m.render_padded(pad)
-            }
-            Err(_) => l.to_string(),
-        })
-        .collect()
 }
 
 /// The `key<TAB>value` lines of a recorder's `.info` file.
@@ -255,7 +245,7 @@ pub fn check_case(
     }
     let cfg = Config {
         stage: case.stage,
-        no_aslr: true,
+        no_aslr: !case.aslr,
         layout: Some(if case.legacy {
             Layout::Legacy
         } else {
@@ -270,6 +260,9 @@ pub fn check_case(
         kernel: Some(opts.kernel.clone()),
         draws: None,
     };
+    if case.aslr {
+        return check_sample(case, &real, &target, &cfg, &machine, opts);
+    }
     let plan = match crate::plan::plan(&target, &cfg, &machine) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
@@ -341,6 +334,51 @@ pub fn check_case(
         case: case.clone(),
         verdict,
         detail,
+    }
+}
+
+/// A case recorded with ASLR on: the kernel's draws recovered from it, each one the
+/// profile's kernel can make, and the plan with those draws equal to it (as `compare --maps`
+/// judges a sample; the `.info` values are not checked).
+fn check_sample(
+    case: &Case,
+    real: &str,
+    target: &Target,
+    cfg: &Config,
+    machine: &Facts,
+    opts: &CheckOptions,
+) -> Outcome {
+    let outcome = |verdict, detail| Outcome {
+        case: case.clone(),
+        verdict,
+        detail,
+    };
+    let sampler = match super::aslr::Sampler::new(target, cfg, machine) {
+        Ok(s) => s.ignoring_ids(),
+        Err(e) => return outcome(Verdict::Error, vec![e.to_string()]),
+    };
+    let pad = sampler.reference().mm.rules.name_pad;
+    let sample: String = normalise(real, pad, opts.relocate.as_ref())
+        .into_iter()
+        .map(|l| l + "\n")
+        .collect();
+    match sampler.check(&sample) {
+        Ok(v) if v.consistent() => {
+            let made = v
+                .entry
+                .as_ref()
+                .is_some_and(|e| !e.by_initializers.is_empty());
+            outcome(
+                if made {
+                    Verdict::IdenticalButInitializers
+                } else {
+                    Verdict::Identical
+                },
+                Vec::new(),
+            )
+        }
+        Ok(v) => outcome(Verdict::Different, v.problems),
+        Err(e) => outcome(Verdict::Error, vec![e.to_string()]),
     }
 }
 

@@ -791,7 +791,7 @@ pub fn load_elf_binary(
     // ARCH_SETUP_ADDITIONAL_PAGES: the vDSO (`mm->start_stack` is `bprm->p` here, set by
     // setup_arg_pages()).
     let vdso_len = kf.vvar_size + kf.vvar_vclock_size + profile.vdso_size;
-    let vdso_hint = if rules.vdso_addr_hint && abi == Abi::X86_64 {
+    let vdso_hint = if rules.vdso_hinted(abi) {
         vdso_addr(stack.arg_start, vdso_len, random)
     } else {
         0

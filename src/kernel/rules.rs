@@ -87,6 +87,13 @@ pub struct KernelRules {
 }
 
 impl KernelRules {
+    /// Whether a task of `abi` gets its vDSO at `vdso_addr()`'s hint above the stack
+    /// ([`KernelRules::vdso_addr_hint`]: 64-bit tasks only; 32-bit ones map it with no hint,
+    /// `load_vdso32()`).
+    pub fn vdso_hinted(&self, abi: crate::elf::Abi) -> bool {
+        self.vdso_addr_hint && abi == crate::elf::Abi::X86_64
+    }
+
     /// The 6.18 rules with this machine's configuration (the newest of every rule).
     fn v6_18() -> KernelRules {
         KernelRules {
