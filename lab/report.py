@@ -281,6 +281,16 @@ def kernel_report(rel, out):
         out.append("   diffs: %s/{different.txt,kinds.tsv,examples.txt,errors.txt}" % rep)
     else:
         out.append("   (no elfmap on this kernel: the recorder's maps are the ground truth; compare them on the host)")
+    aslr_rows = [r for r in rows if r["tool"] == "compare-aslr"]
+    if aslr_rows:
+        # compare with ASLR on (flexible layout): the draws recovered from the real process,
+        # each one this kernel can make, and the plan with them equal to it.
+        c2 = collections.Counter(r["status"] for r in aslr_rows)
+        out.append("   elfmap compare with ASLR on: %d runs: consistent %d, inconsistent %d, errors %d"
+                   % (len(aslr_rows), c2["identical"], c2["different"], c2["error"]))
+        for r in [r for r in aslr_rows if r["status"] != "identical"][:5]:
+            out.append("     %s: %s --stage %s: %s" % (r["status"], r["program"], r["stage"], r["detail"][:200]))
+        summary["aslr"] = "%d/%d" % (c2["identical"], len(aslr_rows))
     with open(os.path.join(rep, "errors.txt"), "w") as f:
         f.write("\n".join(err_lines) + ("\n" if err_lines else ""))
     return summary
@@ -386,6 +396,10 @@ def host_plans(rel, out, kernel=None, label="built-in"):
         if cs:
             ok = sum(1 for c in cs if c in same)
             out.append("     %-6s %4d of %4d" % (stage, ok, len(cs)))
+    cs = [c for c in cases if c["case"].get("aslr")]
+    if cs:
+        ok = sum(1 for c in cs if c in same)
+        out.append("     ASLR on: %4d of %4d (the draws recovered from each sample)" % (ok, len(cs)))
     for c in [c for c in cases if c not in same][:5]:
         out.append("     %s: %s %s: %s" % (c["verdict"], c["case"]["program"], c["case"]["file"],
                                           (c["detail"] or [""])[0]))
@@ -426,12 +440,13 @@ def main():
             summaries.append(s)
         out.append("")
     out.append("kernel\tmachine\tcases\trecorded\tcompare: identical\tdifferent\terrors\treal maps equal to the host's"
-               "\tplan --kernel RELEASE here = real\tplan --kernel CAPTURE here = real")
+               "\tplan --kernel RELEASE here = real\tplan --kernel CAPTURE here = real\tcompare with ASLR on: consistent")
     for s in summaries:
-        out.append("%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s" % (
+        out.append("%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s" % (
             s["release"], s["machine"], s["cases"], s["recorded"],
             s.get("identical", "-"), s.get("different", "-"), s.get("errors", "-"),
-            s.get("vs_host", "-"), s.get("host_plan", "-"), s.get("host_capture", "-")))
+            s.get("vs_host", "-"), s.get("host_plan", "-"), s.get("host_capture", "-"),
+            s.get("aslr", "-")))
     text = "\n".join(out)
     print(text)
     with open(os.path.join(RESULTS, "summary.txt"), "w") as f:

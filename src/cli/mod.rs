@@ -1300,6 +1300,9 @@ fn kernel_check(a: &CheckArgs, out: &mut Out) -> Result<u8, CliError> {
     row("flexible", &|o| !o.case.legacy)?;
     row("legacy", &|o| o.case.legacy)?;
     row("--3gb", &|o| o.case.addr_limit_3gb)?;
+    // Identical there: every draw recovered is one this kernel can make, and the plan with
+    // those draws equals the recording.
+    row("ASLR on", &|o| o.case.aslr)?;
     let init = outcomes
         .iter()
         .filter(|o| o.verdict == Verdict::IdenticalButInitializers)

@@ -5,7 +5,6 @@
 //! read. Large ranges read densely (the hash and symbol tables of the unique-symbol model)
 //! are mapped instead ([`ElfImage::map_upto`]): `pread` copies them slowly into fresh pages.
 
-pub mod check;
 pub mod dynamic;
 pub mod ident;
 pub mod sections;
@@ -273,10 +272,19 @@ impl ElfImage {
         self.phdrs.iter().find(|p| p.p_type == t)
     }
 
-    /// The PT_INTERP string (with its NUL), unchecked; see `check::interp_path`.
+    /// The PT_INTERP string (with its NUL), unchecked (the kernel's checks:
+    /// `kernel::verdict`).
     pub fn interp_raw(&self) -> Option<Cow<'_, [u8]>> {
         let p = self.phdr(PT_INTERP)?;
         self.read(p.p_offset, p.p_filesz)
+    }
+
+    /// The PT_INTERP string up to its first NUL, unchecked.
+    pub fn interp_name(&self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = self.interp_raw()?;
+        let s = raw.split(|&b| b == 0).next().unwrap_or_default();
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(s)))
     }
 }
 

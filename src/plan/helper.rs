@@ -364,8 +364,8 @@ mod tests {
                 continue;
             }
             let program = Arc::new(ElfImage::open(path).unwrap());
-            let abi = crate::elf::check::check_program(&program).unwrap();
-            let interp = crate::elf::check::interp_path(&program).unwrap().unwrap();
+            let abi = program.abi().unwrap();
+            let interp = program.interp_name().unwrap();
             let env = LoaderEnv::from_env(abi, Flavor::Glibc, &facts.env, None, &facts);
             let mut helper = Helper::new(&env, Some(true));
             helper.after = 0;

@@ -294,9 +294,9 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
     })
 }
 
-/// The kernel's exec of `target` under `config` on `machine`: the exec stop.
-fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> {
-    let req = ExecRequest {
+/// What execve is asked: `target` under `config` on `machine`.
+fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<ExecRequest> {
+    Ok(ExecRequest {
         program: target.program.clone(),
         filename: target.filename.clone(),
         argv: target.argv.clone(),
@@ -304,7 +304,12 @@ fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> 
         personality: config.personality(machine)?,
         rlimit_stack: config.rlimit_stack(machine),
         root: config.root.clone(),
-    };
+    })
+}
+
+/// The kernel's exec of `target` under `config` on `machine`: the exec stop.
+fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> {
+    let req = exec_request(target, config, machine)?;
     let kernel = config.kernel(machine);
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
@@ -379,11 +384,14 @@ fn load(
 /// The dependency graph of `target` as its dynamic loader would resolve it in the
 /// environment of `config` (for `elfmap deps`). `Ok(None)` for a program without PT_INTERP.
 pub fn dependencies(target: &Target, config: &Config, machine: &Facts) -> Result<Option<DepGraph>> {
-    let img = Arc::new(crate::elf::ElfImage::open(&target.program)?);
-    let abi = crate::elf::check::check_program(&img)?;
-    let Some(interp) = crate::elf::check::interp_path(&img)? else {
+    // The files as execve would take them (or its refusal).
+    let bin =
+        crate::kernel::verdict::search_binary_handler(&exec_request(target, config, machine)?)?;
+    let Some((interp, _)) = bin.interp else {
         return Ok(None);
     };
+    let abi = bin.abi;
+    let img = Arc::new(bin.program);
     let flavor = Flavor::from_interp(&interp);
     let env = LoaderEnv::from_env(
         abi,

@@ -447,8 +447,10 @@ pub fn dl_main(
             }
             Invocation::RtldIsMain { program_name } => {
                 let program = Arc::new(ElfImage::open(Path::new(program_name))?);
-                // rtld_setup_main_map(): PT_INTERP of the program names ld.so.
-                let interp = crate::elf::check::interp_path(&program)?
+                // rtld_setup_main_map(): PT_INTERP of the program names ld.so (the string
+                // as it is, up to its NUL: nothing checks it).
+                let interp = program
+                    .interp_name()
                     .unwrap_or_else(|| exec.program_file.path.clone());
                 (
                     program,
