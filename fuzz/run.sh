@@ -6,8 +6,8 @@
 set -e
 cd "$(dirname "$0")"
 SECS=${1:-600}
-TARGETS="plan_exec plan_library ld_cache maps"
-mkdir -p corpus/plan_exec corpus/plan_library corpus/ld_cache corpus/maps
+TARGETS="plan_exec plan_library ld_cache maps explain_maps"
+mkdir -p corpus/plan_exec corpus/plan_library corpus/ld_cache corpus/maps corpus/explain_maps
 # Seeds: the test programs, a few system programs and libraries, the real cache, real maps.
 for f in ../testdata/build/hello64pie ../testdata/build/hello32 ../testdata/build/static64 \
          ../testdata/build/staticpie32 ../testdata/build/musl/hello_musl /usr/bin/true; do
@@ -20,6 +20,7 @@ done
 cp -f /etc/ld.so.cache corpus/ld_cache/ 2>/dev/null || true
 cat /proc/self/maps > corpus/maps/self.maps
 ../target/x86_64-unknown-linux-gnu/release/elfmap plan --no-aslr /usr/bin/ls > corpus/maps/ls.maps 2>/dev/null || true
+cp -f corpus/maps/*.maps ../testdata/maps/* corpus/explain_maps/ 2>/dev/null || true
 if command -v cargo-fuzz >/dev/null && rustup run nightly rustc --version >/dev/null 2>&1; then
   for t in $TARGETS; do
     echo "== $t ($SECS s, libFuzzer)"

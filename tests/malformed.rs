@@ -383,7 +383,8 @@ fn symlink_loops_and_a_sparse_huge_program() {
 
 /// Every input the fuzzers found a crash with (fuzz/regressions/<target>-<what>) is replayed
 /// the way its target feeds it, through the command: an answer or one line of error, never a
-/// panic. plan_library: the bytes are a library preloaded (LD_PRELOAD) into a test program.
+/// panic. plan_library: the bytes are a library preloaded (LD_PRELOAD) into a test program;
+/// explain_maps: a maps file given to `explain --maps --no-files`.
 #[test]
 fn fuzz_regressions_replay() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
@@ -409,6 +410,14 @@ fn fuzz_regressions_replay() {
             elfmap()
                 .args(["plan", "--no-aslr", "--stage", "exec"])
                 .arg(&prog)
+                .output()
+                .unwrap()
+        } else if name.starts_with("explain_maps-") {
+            let maps = tmp.join("pasted.maps");
+            std::fs::write(&maps, &data).unwrap();
+            elfmap()
+                .args(["explain", "--no-files", "--maps"])
+                .arg(&maps)
                 .output()
                 .unwrap()
         } else {

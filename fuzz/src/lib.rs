@@ -133,3 +133,19 @@ pub fn maps(data: &[u8]) {
         let _ = elfmap::maps::MapsLine::parse(line);
     }
 }
+
+/// The bytes as a maps file pasted from anywhere: `elfmap explain --maps` (the tolerant
+/// reader, the labels from the lines alone, and the text, JSON and SVG made of them).
+pub fn explain_maps(data: &[u8]) {
+    use elfmap::explain::annotate::{self, text, Options};
+    let opts = Options {
+        root: None,
+        no_files: true,
+    };
+    if let Ok(a) = annotate::annotate("fuzz", data, &opts) {
+        let mut sink = Vec::new();
+        text::write(&a, &mut sink).expect("text");
+        serde_json::to_writer(&mut sink, &a).expect("json");
+        let _ = elfmap::render::svg::render(&a.explanation());
+    }
+}

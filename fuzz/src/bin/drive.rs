@@ -70,6 +70,7 @@ fn main() {
         "plan_library" => elfmap_fuzz::plan_library,
         "ld_cache" => elfmap_fuzz::ld_cache,
         "maps" => elfmap_fuzz::maps,
+        "explain_maps" => elfmap_fuzz::explain_maps,
         t => {
             eprintln!("unknown target {t}");
             std::process::exit(2);

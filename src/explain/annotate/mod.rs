@@ -2032,15 +2032,16 @@ fn totals(lines: &[AnnotatedLine]) -> Totals {
     let mut t = Totals::default();
     for l in lines {
         let n = l.maps.end.saturating_sub(l.maps.start);
-        t.total += n;
+        // Overlapping lines (a file no process wrote) can add up past 2^64.
+        t.total = t.total.saturating_add(n);
         if l.maps.inode != 0 {
-            t.file_backed += n;
+            t.file_backed = t.file_backed.saturating_add(n);
             match t.per_object.iter_mut().find(|(p, _)| *p == l.maps.path) {
-                Some((_, x)) => *x += n,
+                Some((_, x)) => *x = x.saturating_add(n),
                 None => t.per_object.push((l.maps.path.clone(), n)),
             }
         } else {
-            t.anonymous += n;
+            t.anonymous = t.anonymous.saturating_add(n);
         }
     }
     t
