@@ -4,7 +4,8 @@
 //! planned with `--kernel RELEASE` (`elfmap kernel check`), and with `--kernel` the capture
 //! the guest made of its kernel (`elfmap kernel capture` there), and must equal the recording,
 //! line for line (device and inode numbers aside), with `.info`'s AT_ENTRY, AT_BASE,
-//! AT_SYSINFO_EHDR, start_brk and start_stack. Cases whose files (the program, its
+//! AT_SYSINFO_EHDR, start_brk and start_stack; a case recorded with ASLR on must be explained
+//! by draws that kernel can make (as `compare --maps` checks a sample). Cases whose files (the program, its
 //! libraries, the cache's size) are not the same here as in the guest are left out, and
 //! said so.
 
@@ -158,6 +159,16 @@ fn built_in_profiles_give_the_real_kernels_maps() {
             eprintln!("{release}: {n} recorded cases planned with --kernel {kernel}");
             // The static test programs need nothing of this machine but themselves.
             assert!(n >= 10, "{release}: only {n} cases could be planned");
+            // Samples recorded with ASLR on are judged by the draws recovered from them.
+            let aslr = j["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["case"]["aslr"] == true)
+                .count();
+            if src.join("recorder-aslr").is_dir() {
+                assert!(aslr >= 10, "{release}: only {aslr} ASLR samples planned");
+            }
             for c in j["cases"].as_array().unwrap() {
                 let v = c["verdict"].as_str().unwrap();
                 if v != "identical" && v != "identical_but_initializers" {
@@ -186,4 +197,84 @@ fn built_in_profiles_give_the_real_kernels_maps() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     eprintln!("{cases} cases of {kernels} kernels equal the real maps");
+}
+
+/// The ASLR ranges come from the profile. A real sample of 5.10.0-32 (recorded with ASLR
+/// on: ls at its entry stop, with the `[heap]` its constructors made) is consistent with
+/// that kernel and with 5.10.0-33, whose only difference is arch_randomize_brk()'s range
+/// (32 MiB, then 1 GiB: 44c76825d6ee in stable 5.10.225). Its `[heap]` moved 64 MiB up is
+/// a draw only 5.10.0-33 can make: rejected with -32, accepted with -33.
+#[test]
+fn aslr_ranges_come_from_the_profile() {
+    let testdata = std::fs::canonicalize(testdata()).unwrap();
+    let src = kernels_dir().join("5.10.0-32-amd64");
+    let recorded = std::fs::read_to_string(src.join("TESTDATA")).unwrap();
+    let recorded = recorded.trim().to_string();
+    let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernels-brk-range");
+    let left_out = checkable(&src, &dst, &recorded, &testdata);
+    let index = std::fs::read_to_string(dst.join("index.tsv")).unwrap();
+    let Some(file) = index.lines().find_map(|l| {
+        let f: Vec<&str> = l.split('\t').collect();
+        (f[0] == "/usr/bin/ls" && f[2] == "entry" && f[5] == "recorder-aslr" && f[6] == "ok")
+            .then(|| f[8].to_string())
+    }) else {
+        eprintln!("skipped: ls is not as recorded here: {left_out:?}");
+        return;
+    };
+    let verdicts = |kernel: &str| -> BTreeMap<String, String> {
+        let o = run([
+            "kernel".into(),
+            "check".into(),
+            "--json".into(),
+            "--kernel".into(),
+            kernel.to_string(),
+            "--relocate".into(),
+            format!("{recorded}={}", testdata.display()),
+            dst.to_string_lossy().into_owned(),
+        ]);
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{kernel}: {e}: {}", stderr(&o)));
+        j["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["case"]["file"].as_str().unwrap().to_string(),
+                    format!("{} {}", c["verdict"].as_str().unwrap(), c["detail"]),
+                )
+            })
+            .collect()
+    };
+    let ok = |v: &str| v.starts_with("identical");
+    for k in ["5.10.0-32-amd64", "5.10.0-33-amd64"] {
+        let v = &verdicts(k)[&file];
+        assert!(ok(v), "{k}: the recorded sample: {v}");
+    }
+    // Move the [heap] 64 MiB up.
+    let path = dst.join(&file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut moved = false;
+    let shifted: String = text
+        .lines()
+        .map(|l| {
+            let m = elfmap::maps::MapsLine::parse(l).unwrap();
+            if m.path == "[heap]" {
+                moved = true;
+                let w = |x: u64| format!("{:0width$x}", x + (64 << 20), width = 12);
+                let rest = l.split_once(' ').unwrap().1;
+                format!("{}-{} {rest}\n", w(m.start), w(m.end))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(moved, "{file} has no [heap]");
+    std::fs::write(&path, shifted).unwrap();
+    let old = &verdicts("5.10.0-32-amd64")[&file];
+    assert!(!ok(old), "5.10.0-32 accepts a brk draw past 32 MiB: {old}");
+    assert!(old.contains("arch_randomize_brk"), "{old}");
+    let new = &verdicts("5.10.0-33-amd64")[&file];
+    assert!(ok(new), "5.10.0-33: {new}");
+    let _ = std::fs::remove_dir_all(&dst);
 }
