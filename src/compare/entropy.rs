@@ -105,6 +105,7 @@ pub fn model(sampler: &Sampler) -> Result<Vec<RegionEntropy>> {
     }
     let draw = |k: DrawKind| e.draws.iter().find(|d| d.kind == k).copied();
     let topdown = e.mm.layout.topdown;
+    let vdso_hinted = e.kernel.rules.vdso_hinted(e.abi);
     // The program.
     if let Some(d) = draw(DrawKind::LoadBias) {
         let align = crate::elf::maximum_alignment(&e.program_image.phdrs);
@@ -191,7 +192,9 @@ pub fn model(sampler: &Sampler) -> Result<Vec<RegionEntropy>> {
                 {
                     continue;
                 }
-                if role.is_none() && name != "[vdso]" {
+                // The vDSO moves with mmap_base unless vdso_addr() gives it a place of its
+                // own above the stack (below).
+                if role.is_none() && (name != "[vdso]" || vdso_hinted) {
                     continue;
                 }
                 residues
@@ -264,6 +267,24 @@ pub fn model(sampler: &Sampler) -> Result<Vec<RegionEntropy>> {
             high: sp,
             unit: 16,
             note: "the stack top's pages and arch_align_stack()'s sub-page offset below 8 KiB, 16-byte aligned (create_elf_tables())".into(),
+        });
+    }
+    // The vDSO of a 64-bit task up to v6.8: a random page of the 2 MiB above the argument
+    // strings (vdso_addr()), which move with the stack top; its places overlap from one
+    // stack page to the next, so it has about the stack top's bits, and a few more.
+    if let (true, Some(t)) = (vdso_hinted, draw(DrawKind::StackTop)) {
+        let len = e.kernel.facts.vvar_size + e.kernel.facts.vvar_vclock_size + e.profile.vdso_size;
+        let start_hi = crate::addr::page_align(e.stack.arg_start).unwrap_or(e.stack.arg_start);
+        let low = start_hi.saturating_sub(t.max() + 2 * PAGE_SIZE);
+        let high = crate::kernel::profile::DEFAULT_MAP_WINDOW - len;
+        out.push(RegionEntropy {
+            region: "[vdso] (with [vvar] below it)".into(),
+            draw: Some(DrawKind::VdsoAddr),
+            bits: log2(((high - low) / PAGE_SIZE + 1) as f64),
+            low,
+            high,
+            unit: PAGE_SIZE,
+            note: "vdso_addr() (up to v6.8): a random page between the argument strings and the next 2 MiB boundary, above the stack top's draw".into(),
         });
     }
     if let Some(b) = draw(DrawKind::Brk) {
