@@ -384,7 +384,7 @@ fn symlink_loops_and_a_sparse_huge_program() {
 /// Every input the fuzzers found a crash with (fuzz/regressions/<target>-<what>) is replayed
 /// the way its target feeds it, through the command: an answer or one line of error, never a
 /// panic. plan_library: the bytes are a library preloaded (LD_PRELOAD) into a test program;
-/// explain_maps: a maps file given to `explain --maps --no-files`.
+/// explain_maps: a maps file given to `explain --maps --no-files`, as text and as SVG.
 #[test]
 fn fuzz_regressions_replay() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
@@ -415,8 +415,20 @@ fn fuzz_regressions_replay() {
         } else if name.starts_with("explain_maps-") {
             let maps = tmp.join("pasted.maps");
             std::fs::write(&maps, &data).unwrap();
-            elfmap()
+            // The text, then the picture (the target makes both, and JSON).
+            let text = elfmap()
                 .args(["explain", "--no-files", "--maps"])
+                .arg(&maps)
+                .output()
+                .unwrap();
+            assert!(
+                matches!(text.status.code(), Some(0 | 2)),
+                "{name}: {:?} {}",
+                text.status,
+                stderr(&text)
+            );
+            elfmap()
+                .args(["explain", "--no-files", "--format", "svg", "--maps"])
                 .arg(&maps)
                 .output()
                 .unwrap()

@@ -354,7 +354,7 @@ impl<'a> Picture<'a> {
             if !seen.contains(&l) {
                 seen.push(l);
                 let m = &self.x.lines[l].maps;
-                n += m.end - m.start;
+                n = m.end.saturating_sub(m.start).saturating_add(n);
             }
         }
         n
