@@ -227,6 +227,20 @@ fn killed_after_the_point_of_no_return() {
     e.set_u64(l + 0x28, 1 << 46); // a bss of 64 TiB: past TASK_SIZE
     cases.push((e.write(&d, "huge-bss"), "elf_map"));
 
+    // A PIE whose first PT_LOAD's p_vaddr is past TASK_SIZE: load_bias wraps it back into
+    // place and it is mapped, but the check after elf_load() looks at p_vaddr as it is in
+    // the file (found by `make differential` on /usr/bin/true).
+    let t = Path::new("/usr/bin/true");
+    if t.exists() {
+        let mut e = Elf64::load(t);
+        let l = e.phdrs(PT_LOAD)[0];
+        e.set_u64(l + 0x10, 0xffff_ffff_ffff_f000);
+        cases.push((
+            e.write(&d, "vaddr-past-task-size"),
+            "p_vaddr 0xfffffffffffff000",
+        ));
+    }
+
     // The data segment's file part cut off: clearing its bss tail faults (padzero()).
     let mut e = Elf64::load(&testdata().join("bigbss64"));
     let l = *e.phdrs(PT_LOAD).last().unwrap();

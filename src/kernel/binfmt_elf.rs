@@ -711,17 +711,27 @@ pub fn load_elf_binary(
                     .wrapping_add(map_addr.wrapping_sub(page_start(load_bias.wrapping_add(vaddr))));
             }
         }
-        let k = load_bias.wrapping_add(ph.p_vaddr);
+        // The program's check takes p_vaddr as it is in the file, not relocated by
+        // load_bias (the interpreter's adds its load address): a PIE segment whose p_vaddr
+        // is past TASK_SIZE is killed even where load_bias wraps it back into place.
+        let k = ph.p_vaddr;
         let ts = profile.task_size;
         if k >= ts || ph.p_filesz > ph.p_memsz || ph.p_memsz > ts || ts - ph.p_memsz < k {
             return Err(killed(
                 &path,
                 "load_elf_binary",
                 "EINVAL",
-                format!(
-                    "PT_LOAD #{phdr} at {k:#x} (p_filesz {:#x}, p_memsz {:#x}) does not fit below TASK_SIZE {ts:#x}",
-                    ph.p_filesz, ph.p_memsz
-                ),
+                if ph.p_filesz > ph.p_memsz {
+                    format!(
+                        "PT_LOAD #{phdr}'s p_filesz {:#x} is larger than its p_memsz {:#x}",
+                        ph.p_filesz, ph.p_memsz
+                    )
+                } else {
+                    format!(
+                        "PT_LOAD #{phdr}'s p_vaddr {k:#x} (p_memsz {:#x}) does not fit below TASK_SIZE {ts:#x}",
+                        ph.p_memsz
+                    )
+                },
             ));
         }
         elf_brk = elf_brk.max(ph.p_vaddr.saturating_add(ph.p_memsz));
