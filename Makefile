@@ -56,6 +56,15 @@ demo: deps testdata build
 	@$(ELFMAP) compare --stage loaded /bin/ls > .demo-aslr.txt; head -8 .demo-aslr.txt; tail -1 .demo-aslr.txt; rm -f .demo-aslr.txt
 	@echo; echo "\$$ elfmap entropy --measure 300 /bin/ls"
 	@$(ELFMAP) entropy --measure 300 /bin/ls
+	@echo; echo "== the same program on Debian 12's native 32-bit kernel (686-pae): 3G/1G, the vDSO below ld.so"
+	@echo "\$$ elfmap plan --kernel 6.1.0-50-686-pae --no-aslr --stage exec --format table testdata/build/hello32"
+	@$(ELFMAP) plan --kernel 6.1.0-50-686-pae --no-aslr --stage exec --format table testdata/build/hello32
+	@echo; echo "== a real ASLR sample of ls recorded on Debian 11's kernel (5.10, under qemu), checked here"
+	@echo "\$$ elfmap compare --kernel 5.10.0-32-amd64 --stage exec --maps testdata/kernels/5.10.0-32-amd64/recorder-aslr/usr%bin%ls.exec.flexible.std.maps /usr/bin/ls"
+	@$(ELFMAP) compare --kernel 5.10.0-32-amd64 --stage exec --maps 'testdata/kernels/5.10.0-32-amd64/recorder-aslr/usr%bin%ls.exec.flexible.std.maps' /usr/bin/ls > .demo-kernel.txt || true; head -7 .demo-kernel.txt; tail -1 .demo-kernel.txt; rm -f .demo-kernel.txt
+	@echo; echo "== a maps file pasted from a 2007 RHEL 5 i386 machine, explained with no program and no process"
+	@echo "\$$ elfmap explain --maps testdata/maps/rhel5-i386-exec-shield.maps"
+	@$(ELFMAP) explain --maps testdata/maps/rhel5-i386-exec-shield.maps
 	@echo; echo "== where ls's libraries come from"
 	@echo "\$$ elfmap deps /bin/ls"
 	@$(ELFMAP) deps /bin/ls

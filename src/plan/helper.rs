@@ -51,6 +51,9 @@ struct Work {
     release: Option<TablesRead>,
     /// The model is done with the helper: it ends (after releasing what it was given).
     finished: bool,
+    /// The helper waits on the condition: only then is it worth waking (a wake is a
+    /// system call, made for nothing while the helper is busy).
+    sleeping: bool,
 }
 
 /// The shared work and the condition the helper sleeps on.
@@ -63,6 +66,17 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Work> {
         self.work.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Change the work with `f`, and wake the helper if it sleeps.
+    fn post(&self, f: impl FnOnce(&mut Work)) {
+        let mut w = self.lock();
+        f(&mut w);
+        let wake = w.sleeping;
+        drop(w);
+        if wake {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -148,15 +162,12 @@ impl Helper {
 impl Ahead for Helper {
     fn object_found(&mut self, found: ObjectFound, expected: usize) {
         if self.lazy.is_some() {
-            let mut w = self.shared.lock();
-            if found.is_rtld {
-                w.rtld = found.index;
-            }
-            w.objects.push_back(found);
-            drop(w);
-            if self.started {
-                self.shared.wake.notify_one();
-            }
+            self.shared.post(|w| {
+                if found.is_rtld {
+                    w.rtld = found.index;
+                }
+                w.objects.push_back(found);
+            });
         }
         if !self.declined && expected >= self.after {
             self.start();
@@ -169,8 +180,7 @@ impl Ahead for Helper {
 
     fn read_ahead(&mut self, path: &str) {
         if self.started && self.prefetch.request(path) {
-            self.shared.lock().fetch.push(path.to_string());
-            self.shared.wake.notify_one();
+            self.shared.post(|w| w.fetch.push(path.to_string()));
         }
     }
 
@@ -179,8 +189,7 @@ impl Ahead for Helper {
     }
 
     fn list_complete(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
+        self.shared.post(|w| w.closed = true);
     }
 
     fn version_ndx(&mut self, index: usize, img: &Arc<ElfImage>) -> Option<u32> {
@@ -221,8 +230,7 @@ impl Ahead for Helper {
         drop(w);
         let (ahead, read) = unique::tables_of_scanned(objects, rtld, lazy);
         if self.started {
-            self.shared.lock().release = Some(read);
-            self.shared.wake.notify_one();
+            self.shared.post(|w| w.release = Some(read));
         } else {
             self.read = Some(read);
         }
@@ -233,8 +241,7 @@ impl Ahead for Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         if self.started {
-            self.shared.lock().finished = true;
-            self.shared.wake.notify_one();
+            self.shared.post(|w| w.finished = true);
         }
     }
 }
@@ -332,7 +339,9 @@ fn helper(shared: &Shared, prefetch: &Prefetch, env: &LoaderEnv) {
         } else if w.finished {
             return;
         } else {
+            w.sleeping = true;
             w = shared.wake.wait(w).unwrap_or_else(|e| e.into_inner());
+            w.sleeping = false;
         }
     }
 }
