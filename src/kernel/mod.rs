@@ -7,5 +7,6 @@ pub mod personality;
 pub mod profile;
 pub mod random;
 pub mod rules;
+pub mod script;
 pub mod stack;
 pub mod verdict;

@@ -154,7 +154,7 @@ fn errno_str(e: nix::errno::Errno) -> &'static str {
 
 /// Models `fs/exec.c: prepare_binprm()`: the first `BINPRM_BUF_SIZE` bytes, the rest of
 /// the buffer zero (the kernel clears it before reading).
-fn prepare_binprm(file: &File) -> std::io::Result<[u8; BINPRM_BUF_SIZE]> {
+pub(crate) fn prepare_binprm(file: &File) -> std::io::Result<[u8; BINPRM_BUF_SIZE]> {
     let mut buf = [0u8; BINPRM_BUF_SIZE];
     let mut got = 0;
     while got < BINPRM_BUF_SIZE {

@@ -309,7 +309,8 @@ fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<Exe
 
 /// The kernel's exec of `target` under `config` on `machine`: the exec stop.
 fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> {
-    let req = exec_request(target, config, machine)?;
+    // A script: its interpreter is exec'd instead (fs/binfmt_script.c).
+    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine)?)?;
     let kernel = config.kernel(machine);
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
@@ -385,8 +386,8 @@ fn load(
 /// environment of `config` (for `elfmap deps`). `Ok(None)` for a program without PT_INTERP.
 pub fn dependencies(target: &Target, config: &Config, machine: &Facts) -> Result<Option<DepGraph>> {
     // The files as execve would take them (or its refusal).
-    let bin =
-        crate::kernel::verdict::search_binary_handler(&exec_request(target, config, machine)?)?;
+    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine)?)?;
+    let bin = crate::kernel::verdict::search_binary_handler(&req)?;
     let Some((interp, _)) = bin.interp else {
         return Ok(None);
     };
