@@ -97,11 +97,11 @@ pub fn load_scripts(mut req: ExecRequest) -> Result<ExecRequest> {
     let mut interp: OsString = req.filename.clone();
     for depth in 0.. {
         let script = req.program.clone();
-        let Ok(file) = File::open(&script) else {
-            // The ELF handler's own open reports it.
+        // A file that cannot be opened or read (a directory, ...): search_binary_handler()
+        // reports it as execve would.
+        let Ok(buf) = File::open(&script).and_then(|f| prepare_binprm(&f)) else {
             return Ok(req);
         };
-        let buf = prepare_binprm(&file).map_err(|e| Error::io(&script, e))?;
         let shebang = match parse(&buf) {
             Ok(None) => return Ok(req),
             Ok(Some(s)) => s,
