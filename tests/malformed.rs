@@ -465,3 +465,49 @@ fn fuzz_regressions_replay() {
     std::fs::remove_dir_all(&tmp).unwrap();
     assert!(replayed >= 1);
 }
+
+/// `bprm_stack_limits()`: with a 256 KiB stack limit the strings may take ARG_MAX (128 KiB)
+/// with their pointers. The longest argument the real execve takes (found by bisection
+/// with `run`) is planned, one byte more is E2BIG for both, with one more argument too.
+#[test]
+fn argument_strings_past_the_stack_limit_are_e2big() {
+    let ok = |cmd: &str, n: usize, extra: &[String]| -> bool {
+        let mut c = elfmap();
+        c.args([
+            cmd,
+            "--no-aslr",
+            "--stack-limit",
+            "262144",
+            "--stage",
+            "exec",
+            "/usr/bin/true",
+        ])
+        .arg("y".repeat(n))
+        .args(extra);
+        let o = c.output().unwrap();
+        if o.status.code() == Some(2) {
+            assert!(stderr(&o).contains("E2BIG"), "{cmd} {n}: {}", stderr(&o));
+            assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        }
+        o.status.success()
+    };
+    for extra in [vec![], vec!["z".repeat(60_000)]] {
+        let (mut lo, mut hi) = (1usize, 131_071usize);
+        while lo < hi {
+            let m = (lo + hi).div_ceil(2);
+            if ok("run", m, &extra) {
+                lo = m;
+            } else {
+                hi = m - 1;
+            }
+        }
+        assert!(lo > 1000 && lo < 131_071, "{lo}");
+        assert!(ok("plan", lo, &extra), "the real execve takes {lo} bytes");
+        assert!(
+            !ok("plan", lo + 1, &extra),
+            "the real execve refuses {} bytes",
+            lo + 1
+        );
+        assert!(!ok("run", lo + 1, &extra));
+    }
+}

@@ -388,6 +388,43 @@ fn load_elf_binary_checks(
     HandlerResult::Takes(Some((requested, ipath)))
 }
 
+/// `MAX_ARG_STRLEN` (include/uapi/linux/binfmts.h): the longest argument or environment
+/// string, its NUL included.
+const MAX_ARG_STRLEN: u64 = 32 * 4096;
+/// `ARG_MAX`: the argument strings always allowed, whatever the stack limit.
+const ARG_MAX: u64 = 32 * 4096;
+/// `_STK_LIM`: 8 MiB.
+const STK_LIM: u64 = 8 << 20;
+
+/// Models `fs/exec.c: bprm_stack_limits()` and the checks of `copy_strings()`, made
+/// before anything else: the filename, environment and argument strings plus a pointer
+/// (`kernel_pointer` bytes) for each argument (at least one) and environment string must
+/// fit in a quarter of the stack limit (at most 6 MiB, at least `ARG_MAX`), and no string
+/// may be longer than `MAX_ARG_STRLEN`; else execve says E2BIG.
+pub fn bprm_stack_limits(req: &ExecRequest, kernel_pointer: u64) -> Result<()> {
+    let e2big = |why: String| Error::refused(&req.program, "E2BIG", why);
+    let len = |s: &std::ffi::OsString| s.len() as u64 + 1;
+    for s in req.argv.iter().chain(&req.envp) {
+        if len(s) > MAX_ARG_STRLEN {
+            return Err(e2big(format!(
+                "an argument or environment string of {} bytes, longer than MAX_ARG_STRLEN ({MAX_ARG_STRLEN})",
+                len(s)
+            )));
+        }
+    }
+    let limit = (STK_LIM / 4 * 3).min(req.rlimit_stack / 4).max(ARG_MAX);
+    let pointers = (req.argv.len().max(1) + req.envp.len()) as u64 * kernel_pointer;
+    let strings: u64 = len(&req.filename)
+        + req.argv.iter().map(len).sum::<u64>()
+        + req.envp.iter().map(len).sum::<u64>();
+    if limit <= pointers || strings > limit - pointers {
+        return Err(e2big(format!(
+            "the argument and environment strings ({strings} bytes) and their pointers ({pointers}) exceed the {limit} bytes allowed: a quarter of the stack limit, at most 6 MiB, at least ARG_MAX"
+        )));
+    }
+    Ok(())
+}
+
 /// Models `fs/exec.c: do_open_execat()`, `prepare_binprm()` and `search_binary_handler()`
 /// with the ELF handlers' checks up to the point of no return: `Err(ExecRefused)` with
 /// execve's errno, or the opened files read the way the accepting handler reads them.

@@ -296,7 +296,7 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
 
 /// What execve is asked: `target` under `config` on `machine`.
 fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<ExecRequest> {
-    Ok(ExecRequest {
+    let req = ExecRequest {
         program: target.program.clone(),
         filename: target.filename.clone(),
         argv: target.argv.clone(),
@@ -304,7 +304,14 @@ fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<Exe
         personality: config.personality(machine)?,
         rlimit_stack: config.rlimit_stack(machine),
         root: config.root.clone(),
-    })
+    };
+    // The strings are copied before any file is looked at.
+    let pointer = match config.kernel(machine).rules.arch {
+        crate::kernel::rules::KernelArch::X86_64 => 8,
+        crate::kernel::rules::KernelArch::I386 => 4,
+    };
+    crate::kernel::verdict::bprm_stack_limits(&req, pointer)?;
+    Ok(req)
 }
 
 /// The kernel's exec of `target` under `config` on `machine`: the exec stop.
