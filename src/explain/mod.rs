@@ -216,6 +216,40 @@ pub struct Totals {
     pub per_object: Vec<(String, u64)>,
 }
 
+impl Totals {
+    /// The totals of maps lines: file-backed are those with an inode. The sums saturate:
+    /// lines pasted from elsewhere may overlap and add up past 2^64.
+    pub fn of<'a>(lines: impl IntoIterator<Item = &'a crate::maps::MapsLine>) -> Totals {
+        let mut t = Totals::default();
+        for l in lines {
+            let n = l.end.saturating_sub(l.start);
+            t.total = t.total.saturating_add(n);
+            if l.inode != 0 {
+                t.file_backed = t.file_backed.saturating_add(n);
+                match t.per_object.iter_mut().find(|(p, _)| *p == l.path) {
+                    Some((_, x)) => *x = x.saturating_add(n),
+                    None => t.per_object.push((l.path.clone(), n)),
+                }
+            } else {
+                t.anonymous = t.anonymous.saturating_add(n);
+            }
+        }
+        t
+    }
+}
+
+/// The region of the classic picture a line of the program's is in, and its short name,
+/// from the line's label and permissions (a plan's lines and a pasted file's alike).
+pub(crate) fn program_region(label: &str, perms: &str) -> (RegionKind, &'static str) {
+    match label {
+        "text" => (RegionKind::ProgramText, "text"),
+        "bss tail" => (RegionKind::ProgramBss, "bss"),
+        "data" => (RegionKind::ProgramData, "data"),
+        _ if perms.starts_with("rw") => (RegionKind::ProgramData, "data"),
+        _ => (RegionKind::ProgramReadOnly, "read-only"),
+    }
+}
+
 /// The label of the program's part of a maps line, from its permissions.
 fn segment_label(perms: &str) -> &'static str {
     match &perms[..3] {
@@ -277,24 +311,7 @@ impl Explanation {
             env_strings: st.env_start,
             execfn: st.execfn,
         };
-        let mut totals = Totals::default();
-        for l in &lines {
-            let n = l.maps.end - l.maps.start;
-            totals.total += n;
-            if l.maps.inode != 0 {
-                totals.file_backed += n;
-                match totals
-                    .per_object
-                    .iter_mut()
-                    .find(|(p, _)| *p == l.maps.path)
-                {
-                    Some((_, t)) => *t += n,
-                    None => totals.per_object.push((l.maps.path.clone(), n)),
-                }
-            } else {
-                totals.anonymous += n;
-            }
-        }
+        let totals = Totals::of(lines.iter().map(|l| &l.maps));
         let regions = regions(plan, &lines);
         Explanation {
             program: e.program_file.path.clone(),
@@ -959,19 +976,7 @@ fn regions(plan: &Plan, lines: &[Line]) -> Vec<Region> {
     }
     // The program's lines.
     for x in lines.iter().filter(|x| is_program(x)) {
-        let kind = match x.label.as_str() {
-            "text" => RegionKind::ProgramText,
-            "bss tail" => RegionKind::ProgramBss,
-            "data" => RegionKind::ProgramData,
-            _ if x.maps.perms.starts_with("rw") => RegionKind::ProgramData,
-            _ => RegionKind::ProgramReadOnly,
-        };
-        let name = match kind {
-            RegionKind::ProgramText => "text",
-            RegionKind::ProgramBss => "bss",
-            RegionKind::ProgramData => "data",
-            _ => "read-only",
-        };
+        let (kind, name) = program_region(&x.label, &x.maps.perms);
         out.push(Region {
             start: x.maps.start,
             end: x.maps.end,

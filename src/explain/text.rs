@@ -104,7 +104,7 @@ pub fn write(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
     }
     stack(x, w)?;
     draws(x, w)?;
-    totals(x, w)
+    write_totals(&x.totals, w)
 }
 
 fn header(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
@@ -356,8 +356,8 @@ fn draws(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)
 }
 
-fn totals(x: &Explanation, w: &mut dyn Write) -> io::Result<()> {
-    let t = &x.totals;
+/// The totals as pmap gives them (a plan's and a pasted maps file's alike).
+pub(crate) fn write_totals(t: &super::Totals, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "{BOLD}Totals{BOLD:#} (as pmap): {} mapped (VSZ), {} file-backed, {} anonymous",

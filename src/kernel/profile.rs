@@ -152,7 +152,7 @@ impl KernelProfile {
                 elf_et_dyn_base: 0x40_0000,
                 mmap_rnd_bits: f.mmap_rnd_bits,
                 auxv_entries: f.auxv_entries_32,
-                kernel_pointer_size: 4,
+                kernel_pointer_size: KernelArch::I386.pointer_size(),
                 vdso_size: f.vdso32_size,
                 ..KernelProfile::ia32(false)
             },

@@ -26,6 +26,16 @@ pub enum KernelArch {
     I386,
 }
 
+impl KernelArch {
+    /// `sizeof(void *)` in the kernel: the size of the pointers it puts on a new stack.
+    pub fn pointer_size(self) -> u64 {
+        match self {
+            KernelArch::X86_64 => super::profile::KERNEL_POINTER_SIZE,
+            KernelArch::I386 => 4,
+        }
+    }
+}
+
 /// Where the brk of a loader run as a program (ET_DYN without PT_INTERP: a static PIE,
 /// `ld.so PROGRAM`) starts (fs/binfmt_elf.c: `load_elf_binary()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

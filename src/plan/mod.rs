@@ -295,7 +295,12 @@ pub fn plan(target: &Target, config: &Config, machine: &Facts) -> Result<Plan> {
 }
 
 /// What execve is asked: `target` under `config` on `machine`.
-fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<ExecRequest> {
+fn exec_request(
+    target: &Target,
+    config: &Config,
+    machine: &Facts,
+    kernel: &Kernel,
+) -> Result<ExecRequest> {
     let req = ExecRequest {
         program: target.program.clone(),
         filename: target.filename.clone(),
@@ -306,19 +311,15 @@ fn exec_request(target: &Target, config: &Config, machine: &Facts) -> Result<Exe
         root: config.root.clone(),
     };
     // The strings are copied before any file is looked at.
-    let pointer = match config.kernel(machine).rules.arch {
-        crate::kernel::rules::KernelArch::X86_64 => 8,
-        crate::kernel::rules::KernelArch::I386 => 4,
-    };
-    crate::kernel::verdict::bprm_stack_limits(&req, pointer)?;
+    crate::kernel::verdict::bprm_stack_limits(&req, kernel.rules.arch.pointer_size())?;
     Ok(req)
 }
 
 /// The kernel's exec of `target` under `config` on `machine`: the exec stop.
 fn exec(target: &Target, config: &Config, machine: &Facts) -> Result<ExecImage> {
     // A script: its interpreter is exec'd instead (fs/binfmt_script.c).
-    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine)?)?;
     let kernel = config.kernel(machine);
+    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine, &kernel)?)?;
     // Draws are taken only where the kernel would randomise (PF_RANDOMIZE, which exec may
     // force on for set-user-ID programs), so a seeded source is harmless when ASLR is off.
     let mut random = if let (Some(d), true) = (&config.draws, kernel.facts.randomize_va_space != 0)
@@ -393,7 +394,8 @@ fn load(
 /// environment of `config` (for `elfmap deps`). `Ok(None)` for a program without PT_INTERP.
 pub fn dependencies(target: &Target, config: &Config, machine: &Facts) -> Result<Option<DepGraph>> {
     // The files as execve would take them (or its refusal).
-    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine)?)?;
+    let kernel = config.kernel(machine);
+    let req = crate::kernel::script::load_scripts(exec_request(target, config, machine, &kernel)?)?;
     let bin = crate::kernel::verdict::search_binary_handler(&req)?;
     let Some((interp, _)) = bin.interp else {
         return Ok(None);

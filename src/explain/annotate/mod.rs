@@ -590,7 +590,7 @@ pub fn annotate_records(
             file: o.file,
         })
         .collect();
-    let totals = totals(&lines);
+    let totals = Totals::of(lines.iter().map(|l| &l.maps));
     let regions = regions(&lines, &objects, ctx.bits, layout);
     Annotation {
         schema: SCHEMA,
@@ -2028,25 +2028,6 @@ fn holes(
     out
 }
 
-fn totals(lines: &[AnnotatedLine]) -> Totals {
-    let mut t = Totals::default();
-    for l in lines {
-        let n = l.maps.end.saturating_sub(l.maps.start);
-        // Overlapping lines (a file no process wrote) can add up past 2^64.
-        t.total = t.total.saturating_add(n);
-        if l.maps.inode != 0 {
-            t.file_backed = t.file_backed.saturating_add(n);
-            match t.per_object.iter_mut().find(|(p, _)| *p == l.maps.path) {
-                Some((_, x)) => *x = x.saturating_add(n),
-                None => t.per_object.push((l.maps.path.clone(), n)),
-            }
-        } else {
-            t.anonymous = t.anonymous.saturating_add(n);
-        }
-    }
-    t
-}
-
 /// The regions of the classic picture, from the top down, as `explain` gives them.
 fn regions(
     lines: &[AnnotatedLine],
@@ -2127,18 +2108,7 @@ fn regions(
         ));
     }
     for l in lines.iter().filter(|l| is_program(l)) {
-        let kind = match l.label.as_str() {
-            label::TEXT => RegionKind::ProgramText,
-            label::BSS => RegionKind::ProgramBss,
-            _ if l.maps.perms.starts_with("rw") => RegionKind::ProgramData,
-            _ => RegionKind::ProgramReadOnly,
-        };
-        let name = match kind {
-            RegionKind::ProgramText => "text",
-            RegionKind::ProgramBss => "bss",
-            RegionKind::ProgramData => "data",
-            _ => "read-only",
-        };
+        let (kind, name) = super::program_region(&l.label, &l.maps.perms);
         let name = if l.sections.is_empty() {
             name.to_string()
         } else {

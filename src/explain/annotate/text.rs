@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use super::{Annotation, ObjectRole};
-use crate::explain::text::{colours, human, picture_of, style_of, BOLD, DIM};
+use crate::explain::text::{colours, human, picture_of, style_of, write_totals, BOLD, DIM};
 
 /// The whole annotation.
 pub fn write(a: &Annotation, w: &mut dyn Write) -> io::Result<()> {
@@ -15,7 +15,7 @@ pub fn write(a: &Annotation, w: &mut dyn Write) -> io::Result<()> {
     picture_of(a.bits, &a.regions, w)?;
     writeln!(w)?;
     lines(a, w)?;
-    totals(a, w)
+    write_totals(&a.totals, w)
 }
 
 fn header(a: &Annotation, w: &mut dyn Write) -> io::Result<()> {
@@ -131,19 +131,4 @@ fn lines(a: &Annotation, w: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(w)
-}
-
-fn totals(a: &Annotation, w: &mut dyn Write) -> io::Result<()> {
-    let t = &a.totals;
-    writeln!(
-        w,
-        "{BOLD}Totals{BOLD:#} (as pmap): {} mapped (VSZ), {} file-backed, {} anonymous",
-        human(t.total),
-        human(t.file_backed),
-        human(t.anonymous)
-    )?;
-    for (p, n) in &t.per_object {
-        writeln!(w, "  {:>9}  {p}", human(*n))?;
-    }
-    Ok(())
 }

@@ -455,39 +455,9 @@ pub fn dls3_command(
         Path::new(&ldname),
         Some(&exec.program_image),
     )?;
-    d.map = Some(MapState {
-        task: Task {
-            mm: exec.mm.clone(),
-            read_implies_exec: exec.read_implies_exec,
-        },
-        malloc: Mallocng::default(),
-        tls_cnt: 0,
-        tls_offset: 0,
-        tls_align: MIN_TLS_ALIGN,
-        next_open_id: exec.next_open_id,
-        tls: None,
-    });
+    d.map = Some(MapState::at_exec(exec));
     d.command_mapped(exec, &app_img, &host)?;
-    d.load()?;
-    if let Some(m) = d.missing.first() {
-        let by = d
-            .dsos
-            .get(m.needed_by)
-            .map(|o| o.dep.path.display().to_string())
-            .unwrap_or_default();
-        return Err(Error::load_failed(
-            &ldso_path,
-            format!(
-                "Error loading shared library {}: No such file or directory (needed by {by}); \
-                 musl exits with status 127 before the loaded stop",
-                m.name
-            ),
-        ));
-    }
-    d.after_deps(exec)?;
-    let (graph, loaded) = d.finish();
-    let (mm, loaded) = loaded.expect("mapping state");
-    Ok((mm, loaded, graph))
+    d.load_and_relocate(exec, &ldso_path)
 }
 
 /// Models musl 1.2.3 `ldso/dynlink.c: __dls3()` for a program the kernel mapped, on the
@@ -512,42 +482,60 @@ pub fn dls3(exec: &ExecImage, env: &LoaderEnv) -> Result<(AddressSpace, MuslLoad
         &interp.requested,
         exec.interp_image.as_ref(),
     )?;
-    d.map = Some(MapState {
-        task: Task {
-            mm: exec.mm.clone(),
-            read_implies_exec: exec.read_implies_exec,
-        },
-        malloc: Mallocng::default(),
-        tls_cnt: 0,
-        tls_offset: 0,
-        tls_align: MIN_TLS_ALIGN,
-        next_open_id: exec.next_open_id,
-        tls: None,
-    });
+    d.map = Some(MapState::at_exec(exec));
     d.kernel_mapped(exec, interp.load_addr)?;
-    d.load()?;
-    if let Some(m) = d.missing.first() {
-        let by = d
-            .dsos
-            .get(m.needed_by)
-            .map(|o| o.dep.path.display().to_string())
-            .unwrap_or_default();
-        return Err(Error::load_failed(
-            &program_path,
-            format!(
-                "Error loading shared library {}: No such file or directory (needed by {by}); \
-                 musl exits with status 127 before the loaded stop",
-                m.name
-            ),
-        ));
+    d.load_and_relocate(exec, &program_path)
+}
+
+impl MapState {
+    /// The mapping state on the address space of the exec stop, before musl maps anything.
+    fn at_exec(exec: &ExecImage) -> MapState {
+        MapState {
+            task: Task {
+                mm: exec.mm.clone(),
+                read_implies_exec: exec.read_implies_exec,
+            },
+            malloc: Mallocng::default(),
+            tls_cnt: 0,
+            tls_offset: 0,
+            tls_align: MIN_TLS_ALIGN,
+            next_open_id: exec.next_open_id,
+            tls: None,
+        }
     }
-    d.after_deps(exec)?;
-    let (graph, loaded) = d.finish();
-    let (mm, loaded) = loaded.expect("mapping state");
-    Ok((mm, loaded, graph))
 }
 
 impl<'e> Dls3<'e> {
+    /// The common end of both entries to `__dls3()`: `load_deps()` (a missing library:
+    /// musl prints and exits 127, reported against `path`), then what follows up to the
+    /// `_dl_debug_state()` call.
+    fn load_and_relocate(
+        mut self,
+        exec: &ExecImage,
+        path: &Path,
+    ) -> Result<(AddressSpace, MuslLoaded, DepGraph)> {
+        self.load()?;
+        if let Some(m) = self.missing.first() {
+            let by = self
+                .dsos
+                .get(m.needed_by)
+                .map(|o| o.dep.path.display().to_string())
+                .unwrap_or_default();
+            return Err(Error::load_failed(
+                path,
+                format!(
+                    "Error loading shared library {}: No such file or directory (needed by {by}); \
+                     musl exits with status 127 before the loaded stop",
+                    m.name
+                ),
+            ));
+        }
+        self.after_deps(exec)?;
+        let (graph, loaded) = self.finish();
+        let (mm, loaded) = loaded.expect("mapping state");
+        Ok((mm, loaded, graph))
+    }
+
     /// The program (`app`) and the loader (`ldso`, found by `__dls2`: its name the
     /// PT_INTERP string, its shortname "libc.so"); `opened` is the interpreter as the
     /// kernel opened it, if it did.
