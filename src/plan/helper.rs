@@ -12,9 +12,12 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::memo::{self, Memo, Stamp};
 use super::prefetch::Prefetch;
 use crate::elf::ElfImage;
-use crate::ldso::glibc::unique::{self, ScannedObject, Scratch, TablesRead, UniqueAhead};
+use crate::ldso::glibc::unique::{
+    self, ObjectKey, ScannedObject, Scratch, TablesRead, UniqueAhead,
+};
 use crate::ldso::{Ahead, Fetched, LoaderEnv, ObjectFound};
 
 /// The helper starts when the load list will hold this many objects. A thread costs about
@@ -54,6 +57,9 @@ struct Work {
     /// The helper waits on the condition: only then is it worth waking (a wake is a
     /// system call, made for nothing while the helper is busy).
     sleeping: bool,
+    /// Tables were remembered for this program ([`memo`]): objects are read for their
+    /// version-array sizes only, unless the remembered load list turns out different.
+    remembered: bool,
 }
 
 /// The shared work and the condition the helper sleeps on.
@@ -80,15 +86,20 @@ impl Shared {
     }
 }
 
-/// Read one object for the unique-symbol model and, with `ndx`, its version-array size.
-fn scan(found: &ObjectFound, scratch: &mut Scratch, ndx: bool) -> Scanned {
+/// Read one object for the unique-symbol model (with `unique`) and, with `ndx`, its
+/// version-array size.
+fn scan(found: &ObjectFound, scratch: &mut Scratch, ndx: bool, unique: bool) -> Scanned {
     let ndx = match (&found.image, &found.dynamic) {
         (Some(img), Some(d)) if ndx => Some(crate::elf::versions::highest_version_index(img, d)),
         _ => None,
     };
     Scanned {
         img: found.image.clone(),
-        scan: ScannedObject::scan(found, scratch),
+        scan: if unique {
+            ScannedObject::scan(found, scratch)
+        } else {
+            None
+        },
         ndx,
     }
 }
@@ -121,6 +132,15 @@ pub(crate) struct Helper {
     /// What the tables were computed from, when the model's thread computed them: for the
     /// plan to hold ([`Helper::take_read`]).
     read: Option<TablesRead>,
+    /// Where tables are remembered between runs, if they are ([`memo`]).
+    memo: Option<Memo>,
+    /// What is remembered for this program (read when the program is reported), and the
+    /// entry of this very load list once it is complete.
+    remembered: Vec<memo::Entry>,
+    hit: Option<memo::Entry>,
+    /// The objects reported, by load-list index, and ld.so's index.
+    found: Vec<Option<ObjectFound>>,
+    rtld: usize,
 }
 
 impl Helper {
@@ -136,7 +156,42 @@ impl Helper {
             started: false,
             declined: false,
             read: None,
+            memo: lazy.and_then(|_| Memo::from_process_env()),
+            remembered: Vec::new(),
+            hit: None,
+            found: Vec::new(),
+            rtld: usize::MAX,
         }
+    }
+
+    /// Each object's identity, in load-list order (`None` without a file or a dynamic
+    /// section: nothing of it is read for the tables).
+    fn stamps(&self) -> Vec<Option<Stamp>> {
+        self.found
+            .iter()
+            .map(|f| {
+                let f = f.as_ref()?;
+                f.dynamic.as_ref()?;
+                f.image.as_ref().map(|img| Stamp::of(&img.meta))
+            })
+            .collect()
+    }
+
+    /// The remembered tables of this very load list, if there are any.
+    fn remembered_tables(&self) -> Option<UniqueAhead> {
+        let e = self.hit.as_ref()?;
+        let keys = self
+            .found
+            .iter()
+            .map(|f| {
+                let f = f.as_ref()?;
+                Some(ObjectKey::new(f.image.as_ref()?, f.dynamic.clone()?))
+            })
+            .collect();
+        Some(UniqueAhead {
+            keys,
+            tables: e.tables.clone(),
+        })
     }
 
     /// What the unique-symbol tables were computed from (the mappings of the objects'
@@ -159,17 +214,80 @@ impl Helper {
     }
 }
 
+impl Helper {
+    /// Remember this load list's tables and version-array sizes ([`memo`]).
+    fn remember(&self, m: &Memo, lazy: bool, rtld: usize, tables: &[u64]) {
+        let stamps = self.stamps();
+        let Some(Some(program)) = stamps.first().copied() else {
+            return;
+        };
+        let ndx = self
+            .found
+            .iter()
+            .map(|f| {
+                let f = f.as_ref()?;
+                let (img, d) = (f.image.as_ref()?, f.dynamic.as_ref()?);
+                Some(
+                    self.computed_ndx(f.index, img)
+                        .unwrap_or_else(|| crate::elf::versions::highest_version_index(img, d)),
+                )
+            })
+            .collect();
+        m.remember(
+            &program,
+            memo::Entry {
+                lazy,
+                rtld,
+                objects: memo::digest(&stamps),
+                tables: tables.to_vec(),
+                ndx,
+            },
+        );
+    }
+
+    /// `ndx_high` of object `index` as the helper computed it from `img`, if it did.
+    fn computed_ndx(&self, index: usize, img: &Arc<ElfImage>) -> Option<u32> {
+        let w = self.shared.lock();
+        match w.done.get(index)? {
+            Some(Scanned {
+                img: Some(i),
+                ndx: Some(n),
+                ..
+            }) if Arc::ptr_eq(i, img) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
 impl Ahead for Helper {
     fn object_found(&mut self, found: ObjectFound, expected: usize) {
-        if self.lazy.is_some() {
+        if let Some(lazy) = self.lazy {
+            if found.index == 0 {
+                if let (Some(m), Some(img)) = (&self.memo, &found.image) {
+                    self.remembered = m.entries(&Stamp::of(&img.meta));
+                    self.remembered.retain(|e| e.lazy == lazy);
+                }
+            }
+            if found.is_rtld {
+                self.rtld = found.index;
+            }
+            if self.found.len() <= found.index {
+                self.found.resize_with(found.index + 1, || None);
+            }
+            self.found[found.index] = Some(found.clone());
+            let remembered = !self.remembered.is_empty();
             self.shared.post(|w| {
                 if found.is_rtld {
                     w.rtld = found.index;
                 }
+                w.remembered = remembered;
                 w.objects.push_back(found);
             });
         }
-        if !self.declined && expected >= self.after {
+        // With the tables and version-array sizes remembered, reading libraries ahead is
+        // all a helper would do, and it does not repay its thread: gdb's plan took
+        // 0.07 +- 0.01 ms longer with it than without (paired, 300 runs).
+        if !self.declined && expected >= self.after && self.remembered.is_empty() {
             self.start();
         }
     }
@@ -189,19 +307,38 @@ impl Ahead for Helper {
     }
 
     fn list_complete(&mut self) {
-        self.shared.post(|w| w.closed = true);
+        if let Some(lazy) = self.lazy.filter(|_| !self.remembered.is_empty()) {
+            let d = memo::digest(&self.stamps());
+            self.hit = self
+                .remembered
+                .iter()
+                .find(|e| e.lazy == lazy && e.rtld == self.rtld && e.objects == d)
+                .cloned();
+        }
+        let hit = self.hit.is_some();
+        self.shared.post(|w| {
+            w.closed = true;
+            if hit {
+                // Nothing left to read for the model.
+                w.objects.clear();
+            }
+        });
     }
 
     fn version_ndx(&mut self, index: usize, img: &Arc<ElfImage>) -> Option<u32> {
-        let w = self.shared.lock();
-        match w.done.get(index)? {
-            Some(Scanned {
-                img: Some(i),
-                ndx: Some(n),
-                ..
-            }) if Arc::ptr_eq(i, img) => Some(*n),
-            _ => None,
+        if let Some(hit) = &self.hit {
+            let same = self
+                .found
+                .get(index)
+                .and_then(Option::as_ref)
+                .and_then(|f| f.image.as_ref());
+            if same.is_some_and(|f| Arc::ptr_eq(f, img)) {
+                if let Some(&Some(n)) = hit.ndx.get(index) {
+                    return Some(n);
+                }
+            }
         }
+        self.computed_ndx(index, img)
     }
 
     /// The tables, from the objects the helper scanned and those it has not got to yet,
@@ -213,12 +350,28 @@ impl Ahead for Helper {
         w.closed = true;
         let mut todo: Vec<ObjectFound> = w.objects.drain(..).collect();
         todo.extend(w.scanning.clone());
+        let remembered = w.remembered;
         drop(w);
+        if remembered {
+            if let Some(ahead) = self.remembered_tables() {
+                return Some(ahead);
+            }
+            // Remembered for another load list: every object is read here (the helper
+            // read none of them for the tables).
+            todo = self.found.iter().flatten().cloned().collect();
+        }
         // The version-array sizes were wanted before the tables (`_dl_check_all_versions`
         // runs before the relocations): the model read those the helper had not.
         for f in &todo {
-            let s = scan(f, &mut scratch, false);
-            store(&mut self.shared.lock(), f.index, s);
+            let s = scan(f, &mut scratch, false, true);
+            let mut w = self.shared.lock();
+            if remembered {
+                // Replace what the helper stored (version-array sizes only).
+                if let Some(slot) = w.done.get_mut(f.index) {
+                    *slot = None;
+                }
+            }
+            store(&mut w, f.index, s);
         }
         let mut w = self.shared.lock();
         let objects: Vec<Option<ScannedObject>> = w
@@ -229,6 +382,9 @@ impl Ahead for Helper {
         let rtld = w.rtld;
         drop(w);
         let (ahead, read) = unique::tables_of_scanned(objects, rtld, lazy);
+        if let Some(m) = &self.memo {
+            self.remember(m, lazy, rtld, &ahead.tables);
+        }
         if self.started {
             self.shared.post(|w| w.release = Some(read));
         } else {
@@ -323,8 +479,9 @@ fn helper(shared: &Shared, prefetch: &Prefetch, env: &LoaderEnv) {
     loop {
         if let Some(f) = w.objects.pop_front() {
             w.scanning = Some(f.clone());
+            let unique = !w.remembered;
             drop(w);
-            let s = scan(&f, &mut scratch, true);
+            let s = scan(&f, &mut scratch, true, unique);
             w = shared.lock();
             store(&mut w, f.index, s);
             w.scanning = None;
@@ -378,6 +535,8 @@ mod tests {
             let env = LoaderEnv::from_env(abi, Flavor::Glibc, &facts.env, None, &facts);
             let mut helper = Helper::new(&env, Some(true));
             helper.after = 0;
+            // Read, not remembered from an earlier run.
+            helper.memo = None;
             let graph = glibc::list(&program, path, &interp, &env, &mut helper).unwrap();
             let ahead = helper.unique_tables().expect("tables");
             let alone = glibc::list(&program, path, &interp, &env, &mut NothingAhead).unwrap();

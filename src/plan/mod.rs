@@ -4,11 +4,14 @@
 //! ([`crate::ldso`]: the loaded stop, and the entry stop after it); the address space at
 //! the stage asked for comes out, with what the models know about it.
 //!
-//! The speed machinery lives here and nowhere else ([`helper`]): a second thread that
-//! works ahead of glibc's model through the one seam the models offer
-//! ([`crate::ldso::Ahead`]).
+//! The speed machinery lives here and nowhere else, behind the one seam the models offer
+//! ([`crate::ldso::Ahead`]): what earlier runs computed of the same files ([`memo`]: ld.so's
+//! unique-symbol tables and version-array sizes, the one costly part of a plan), and a
+//! second thread that works ahead of glibc's model when nothing was remembered
+//! ([`helper`]).
 
 mod helper;
+mod memo;
 mod prefetch;
 
 use std::ffi::{OsStr, OsString};

@@ -202,7 +202,7 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    fn new(img: &ElfImage, dynamic: Arc<DynamicInfo>) -> ObjectKey {
+    pub(crate) fn new(img: &ElfImage, dynamic: Arc<DynamicInfo>) -> ObjectKey {
         use std::os::unix::fs::MetadataExt;
         ObjectKey {
             dev: img.meta.dev(),
