@@ -127,7 +127,7 @@ impl ExecRandom {
     fn draw(&mut self, kind: DrawKind, count: u64, unit: u64) -> u64 {
         if let Source::Unseeded(seed) = self.source {
             self.source = Source::Seeded(Box::new(StdRng::seed_from_u64(
-                seed.unwrap_or_else(rand::random),
+                seed.unwrap_or_else(fresh_seed),
             )));
         }
         let value = match &mut self.source {
@@ -170,4 +170,11 @@ impl ExecRandom {
     pub fn vdso_addr(&mut self, pages: u64) -> u64 {
         self.draw(DrawKind::VdsoAddr, pages, 4096)
     }
+}
+
+/// A seed from the kernel's random pool (`getrandom(2)`); a fixed one if that fails, which
+/// a kernel since 3.17 does not.
+fn fresh_seed() -> u64 {
+    use rand::rand_core::TryRngCore;
+    rand::rngs::OsRng.try_next_u64().unwrap_or(0x5eed)
 }
