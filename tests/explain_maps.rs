@@ -381,6 +381,14 @@ fn threads_arenas_and_segments_against_the_process() {
         .unwrap();
         let e = a.explanation();
         assert_eq!(e.lines.len(), a.lines.len());
+        // The picture of observed lines says so, and does not offer a seed to repeat them.
+        assert_eq!(e.observed.as_deref(), Some("t"));
+        let svg = elfmap::render::svg::render(&e);
+        assert!(svg.contains("Observed: the lines of t"), "{prog}");
+        assert!(
+            !svg.contains("Predicted by elfmap") && !svg.contains("--seed"),
+            "{prog}"
+        );
         assert_eq!(e.bits, bits);
         assert_eq!(e.kind, "PIE", "{prog}");
         assert!(e.regions.iter().any(|r| r.name == "mmap area"));

@@ -48,6 +48,10 @@ pub struct Explanation {
     /// The kernel's random draws for this exec.
     pub draws: Vec<Draw>,
     pub totals: Totals,
+    /// Where the lines were read from when they were observed (a maps file given to
+    /// `explain --maps`), not predicted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 /// One region of the picture.
@@ -327,6 +331,7 @@ impl Explanation {
             stack,
             draws: e.draws.clone(),
             totals,
+            observed: None,
         }
     }
 }

@@ -655,6 +655,7 @@ impl<'a> Picture<'a> {
         );
         let aslr = match (x.aslr, x.seed) {
             (false, _) => "ASLR off".to_string(),
+            (true, _) if x.observed.is_some() => "ASLR on: the draws this process got".to_string(),
             (true, Some(seed)) => format!("ASLR on: the draws of --seed {seed}"),
             (true, None) => "ASLR on: one random draw (--seed N to repeat it)".to_string(),
         };
@@ -1163,10 +1164,13 @@ impl<'a> Picture<'a> {
                 notes.push("a block's height grows with the logarithm of its size, so that a 4 KiB page and 128 TiB both show.".into());
             }
         }
-        notes.push(
-            "Predicted by elfmap from the ELF files, the kernel's and the loader's rules (not observed)."
+        notes.push(match &self.x.observed {
+            Some(source) => format!(
+                "Observed: the lines of {source}, labelled by elfmap from their paths, permissions and order (nothing predicted)."
+            ),
+            None => "Predicted by elfmap from the ELF files, the kernel's and the loader's rules (not observed)."
                 .into(),
-        );
+        });
         for t in notes {
             text(s, 24.0, y, 14.0, "start", false, false, GREY, &t);
             y += 20.0;

@@ -2245,6 +2245,7 @@ impl Annotation {
             },
             draws: Vec::new(),
             totals: self.totals.clone(),
+            observed: Some(self.source.clone()),
         }
     }
 }
