@@ -34,7 +34,9 @@ Examples:
   elfmap deps /usr/bin/curl                  which library file, found how (cache, RUNPATH, ...)
   elfmap facts > host.json                   this machine's facts, to plan from elsewhere:
   elfmap plan --facts host.json /bin/ls      the plan as that machine would make it
-Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).";
+Options come first, then PROGRAM, then the program's own arguments (`--` is allowed).
+ld.so's unique-symbol tables (the one costly part of a plan) are remembered per program in
+$XDG_CACHE_HOME/elfmap (~/.cache/elfmap) for the same files; ELFMAP_CACHE=off: not at all.";
 
 const EXPLAIN_EXAMPLES: &str = "\
 Examples:
