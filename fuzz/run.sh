@@ -6,6 +6,9 @@
 set -e
 cd "$(dirname "$0")"
 SECS=${1:-600}
+# The targets write each input to a file (the library reads files by path): on tmpfs that
+# costs no disk.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
 TARGETS="plan_exec plan_library ld_cache maps explain_maps"
 mkdir -p corpus/plan_exec corpus/plan_library corpus/ld_cache corpus/maps corpus/explain_maps
 # Seeds: the test programs, a few system programs and libraries, the real cache, real maps.

@@ -28,6 +28,7 @@ fn config(stage: Stage, layout: Option<Layout>, addr_limit_3gb: bool) -> Config 
         root: None,
         env: None,
         ledger: false,
+        remember: false,
         kernel: None,
     }
 }

@@ -30,6 +30,7 @@ fn explain(program: &Path, stage: Stage, addr_limit_3gb: bool) -> (Explanation, 
         root: None,
         env: None,
         ledger: true,
+        remember: false,
         kernel: None,
     };
     let plan = elfmap::plan(&target, &cfg, &machine).unwrap();

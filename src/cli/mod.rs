@@ -426,6 +426,7 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         env: None,
         ledger: false,
         kernel: None,
+        remember: true,
     }
 }
 
@@ -940,6 +941,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         env: None,
         ledger: false,
         kernel: Some(kernel(a.kernel.as_ref(), &machine)?),
+        remember: false,
     };
     let Some(graph) = elfmap::plan::dependencies(&target, &cfg, &machine)? else {
         writeln!(

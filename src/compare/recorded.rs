@@ -257,6 +257,7 @@ pub fn check_case(
         root: opts.root.clone(),
         env: Some(rec.env.clone()),
         ledger: false,
+        remember: false,
         kernel: Some(opts.kernel.clone()),
         draws: None,
     };

@@ -145,8 +145,10 @@ pub(crate) struct Helper {
 
 impl Helper {
     /// A helper that, once started, scans each object for the unique-symbol model with
-    /// lazy binding `lazy` (`Some`) or only reads libraries ahead (`None`).
-    pub(crate) fn new(env: &LoaderEnv, lazy: Option<bool>) -> Helper {
+    /// lazy binding `lazy` (`Some`) or only reads libraries ahead (`None`); with
+    /// `remember`, what earlier runs remembered is taken and what this one computes kept
+    /// ([`memo`]).
+    pub(crate) fn new(env: &LoaderEnv, lazy: Option<bool>, remember: bool) -> Helper {
         Helper {
             env: env.clone(),
             after: HELPER_AFTER,
@@ -156,7 +158,9 @@ impl Helper {
             started: false,
             declined: false,
             read: None,
-            memo: lazy.and_then(|_| Memo::from_process_env()),
+            memo: lazy
+                .filter(|_| remember)
+                .and_then(|_| Memo::from_process_env()),
             remembered: Vec::new(),
             hit: None,
             found: Vec::new(),
@@ -533,10 +537,8 @@ mod tests {
             let abi = program.abi().unwrap();
             let interp = program.interp_name().unwrap();
             let env = LoaderEnv::from_env(abi, Flavor::Glibc, &facts.env, None, &facts);
-            let mut helper = Helper::new(&env, Some(true));
+            let mut helper = Helper::new(&env, Some(true), false);
             helper.after = 0;
-            // Read, not remembered from an earlier run.
-            helper.memo = None;
             let graph = glibc::list(&program, path, &interp, &env, &mut helper).unwrap();
             let ahead = helper.unique_tables().expect("tables");
             let alone = glibc::list(&program, path, &interp, &env, &mut NothingAhead).unwrap();

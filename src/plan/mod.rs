@@ -164,6 +164,11 @@ pub struct Config {
     /// The kernel to plan for (`--kernel`); `None`: the running kernel of the machine's
     /// facts ([`Kernel::running`]).
     pub kernel: Option<Arc<Kernel>>,
+    /// Take ld.so's unique-symbol tables and version-array sizes from what an earlier run
+    /// computed of the same files, and keep what this run computes, in the user's cache
+    /// (the speed machinery's [`memo`]; `ELFMAP_CACHE=off` overrides). The command line
+    /// does; a library caller opts in (it writes under `$XDG_CACHE_HOME`).
+    pub remember: bool,
 }
 
 impl Config {
@@ -181,6 +186,7 @@ impl Config {
             env: None,
             ledger: false,
             kernel: None,
+            remember: false,
         }
     }
 
@@ -374,7 +380,7 @@ fn load(
             };
             // A second thread reads every object's symbol tables for the unique-symbol
             // model as the model reports the objects, and opens libraries ahead of it.
-            let mut ahead = helper::Helper::new(&env, Some(opts.lazy));
+            let mut ahead = helper::Helper::new(&env, Some(opts.lazy), config.remember);
             let (mm, loaded, graph) = glibc::dl_main(exec, &env, opts, invocation, &mut ahead)?;
             held.0 = ahead.take_read();
             (mm, graph, LoaderRun::Glibc(loaded))
@@ -418,7 +424,7 @@ pub fn dependencies(target: &Target, config: &Config, machine: &Facts) -> Result
         Flavor::Musl => musl::list(&img, as_execed, &interp, &env).map(Some),
         Flavor::Glibc => {
             // A helper thread opens libraries ahead of the model, as for a plan.
-            let mut ahead = helper::Helper::new(&env, None);
+            let mut ahead = helper::Helper::new(&env, None, false);
             glibc::list(&img, as_execed, &interp, &env, &mut ahead).map(Some)
         }
     }

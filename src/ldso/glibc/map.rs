@@ -370,14 +370,22 @@ fn zero_fill(
 /// Models `_dl_protect_relro(l)`: `[down(l_addr + p_vaddr), down(l_addr + p_vaddr +
 /// p_memsz))` becomes PROT_READ; both ends round down.
 pub fn dl_protect_relro(task: &mut Task, l_addr: u64, relro: (u64, u64), object: &Arc<Object>) {
-    let start = page_start(l_addr.wrapping_add(relro.0));
-    let end = page_start(l_addr.wrapping_add(relro.0).wrapping_add(relro.1));
+    let (start, end) = relro_pages(l_addr, relro);
     if start < end {
         let why = Change::Relro {
             object: object.clone(),
         };
         task.mprotect(start, end - start, Prot::R, &why);
     }
+}
+
+/// The pages `_dl_protect_relro()` makes read-only for PT_GNU_RELRO `(p_vaddr, p_memsz)`
+/// at `l_addr`: `[down(l_addr + vaddr), down(l_addr + vaddr + memsz))`, in `ElfW(Addr)`
+/// arithmetic (wrapping: a hostile header's sums overflow; the range is then empty).
+pub fn relro_pages(l_addr: u64, relro: (u64, u64)) -> (u64, u64) {
+    let start = page_start(l_addr.wrapping_add(relro.0));
+    let end = page_start(l_addr.wrapping_add(relro.0).wrapping_add(relro.1));
+    (start, end)
 }
 
 /// Models the DT_TEXTREL part of `_dl_relocate_object()`: every non-writable PT_LOAD range

@@ -1244,11 +1244,7 @@ impl<'e> Rtld<'e> {
                         l_map_start: p.l_map_start,
                         l_map_end: p.l_map_end,
                         tls_offset,
-                        relro: o.relro.map(|(v, m)| {
-                            let s = crate::addr::page_start(p.l_addr.wrapping_add(v));
-                            let e = crate::addr::page_start(p.l_addr.wrapping_add(v + m));
-                            (s, e)
-                        }),
+                        relro: o.relro.map(|r| map::relro_pages(p.l_addr, r)),
                     })
                 }
             })
