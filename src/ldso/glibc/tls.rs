@@ -62,9 +62,10 @@ pub fn dl_tls_static_surplus_init(nns: u64, optional_static_tls: u64) -> u64 {
     nns.saturating_sub(1) * LIBC_IE_TLS + nns * OTHER_IE_TLS + optional_static_tls
 }
 
+/// `roundup()` of <sys/param.h> for any `a` > 0 (not only powers of two), in `size_t`
+/// arithmetic: it wraps as the C does.
 fn roundup(x: u64, a: u64) -> u64 {
-    // glibc's roundup() works for any a > 0, not only powers of two.
-    x.div_ceil(a).saturating_mul(a)
+    (x.wrapping_add(a - 1) / a).wrapping_mul(a)
 }
 
 /// Models `_dl_determine_tlsoffset()` for `TLS_TCB_AT_TP`: modules in slot order, each
@@ -79,19 +80,32 @@ pub fn dl_determine_tlsoffset(modules: &[TlsModule], surplus: u64, tcb_size: u64
     for m in modules {
         let firstbyte = m.firstbyte_offset.wrapping_neg() & (m.align - 1);
         max_align = max_align.max(m.align);
-        if freebottom - freetop >= m.blocksize {
-            let off = roundup(freetop + m.blocksize - firstbyte, m.align) + firstbyte;
+        // size_t arithmetic throughout: a hostile PT_TLS makes the sums wrap in ld.so too
+        // (found by fuzzing plan_library).
+        if freebottom.wrapping_sub(freetop) >= m.blocksize {
+            let off = roundup(
+                freetop.wrapping_add(m.blocksize).wrapping_sub(firstbyte),
+                m.align,
+            )
+            .wrapping_add(firstbyte);
             if off <= freebottom {
                 freetop = off;
                 offsets.push(off);
                 continue;
             }
         }
-        let off = roundup((offset + m.blocksize).wrapping_sub(firstbyte), m.align)
-            .wrapping_add(firstbyte);
-        if off > offset + m.blocksize + (freebottom - freetop) {
+        let off = roundup(
+            offset.wrapping_add(m.blocksize).wrapping_sub(firstbyte),
+            m.align,
+        )
+        .wrapping_add(firstbyte);
+        if off
+            > offset
+                .wrapping_add(m.blocksize)
+                .wrapping_add(freebottom.wrapping_sub(freetop))
+        {
             freetop = offset;
-            freebottom = off - m.blocksize;
+            freebottom = off.wrapping_sub(m.blocksize);
         }
         offset = off;
         offsets.push(off);
@@ -99,7 +113,7 @@ pub fn dl_determine_tlsoffset(modules: &[TlsModule], surplus: u64, tcb_size: u64
     StaticTls {
         offsets,
         used: offset,
-        static_size: roundup(offset + surplus, max_align) + tcb_size,
+        static_size: roundup(offset.wrapping_add(surplus), max_align).wrapping_add(tcb_size),
         static_align: max_align,
     }
 }
@@ -116,7 +130,9 @@ pub fn tls_storage_request(tls: &StaticTls, word: u64) -> u64 {
 /// The thread pointer for a block returned at `allocated`: `roundup(allocated, align) +
 /// static_size - TLS_TCB_SIZE`.
 pub fn thread_pointer(tls: &StaticTls, allocated: u64, tcb_size: u64) -> u64 {
-    roundup(allocated, tls.static_align) + tls.static_size - tcb_size
+    roundup(allocated, tls.static_align)
+        .wrapping_add(tls.static_size)
+        .wrapping_sub(tcb_size)
 }
 
 #[cfg(test)]
