@@ -230,6 +230,10 @@ struct Common {
     /// default: elfmap's own limit.
     #[arg(long, value_parser = parse_rlimit)]
     stack_limit: Option<u64>,
+    /// RLIMIT_AS for the program (`ulimit -v`, in bytes: suffix k, m, g allowed) or
+    /// `unlimited`; default: elfmap's own limit. An exec that outgrows it is killed.
+    #[arg(long, value_parser = parse_rlimit)]
+    as_limit: Option<u64>,
     /// Plan for another filesystem image: look up the interpreter (and libraries) under DIR.
     #[arg(long)]
     root: Option<PathBuf>,
@@ -420,6 +424,7 @@ fn config(c: &Common, seed: Option<u64>) -> Config {
         layout: c.layout.map(Layout::from),
         addr_limit_3gb: c.addr_limit_3gb,
         rlimit_stack: c.stack_limit,
+        rlimit_as: c.as_limit,
         seed,
         draws: None,
         root: c.root.clone(),
@@ -455,6 +460,7 @@ fn run_request(
         envp: cfg.envp(machine),
         personality: cfg.personality(machine)?,
         rlimit_stack: cfg.rlimit_stack,
+        rlimit_as: cfg.rlimit_as,
         stage: cfg.stage,
         timeout: Duration::from_secs_f64(timeout.clamp(0.01, 3600.0)),
         peek: Vec::new(),
@@ -629,6 +635,7 @@ fn explain_maps(a: &ExplainArgs, file: &std::path::Path, out: &mut Out) -> Resul
         (c.layout.is_some(), "--layout"),
         (c.addr_limit_3gb, "--3gb"),
         (c.stack_limit.is_some(), "--stack-limit"),
+        (c.as_limit.is_some(), "--as-limit"),
         (c.facts.is_some(), "--facts"),
         (a.seed.is_some(), "--seed"),
         (!a.symbol.is_empty(), "--symbol"),
@@ -935,6 +942,7 @@ fn deps(a: &DepsArgs, out: &mut Out) -> Result<u8, CliError> {
         layout: None,
         addr_limit_3gb: false,
         rlimit_stack: None,
+        rlimit_as: None,
         seed: None,
         draws: None,
         root: a.root.clone(),

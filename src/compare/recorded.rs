@@ -253,6 +253,8 @@ pub fn check_case(
         }),
         addr_limit_3gb: case.addr_limit_3gb,
         rlimit_stack: Some(rec.rlimit_stack),
+        // The recorder's processes had no address-space limit.
+        rlimit_as: Some(u64::MAX),
         seed: None,
         root: opts.root.clone(),
         env: Some(rec.env.clone()),

@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
+fn unlimited() -> u64 {
+    RLIM_INFINITY
+}
+
 /// The facts of the host that a plan depends on, read once ([`Facts::detect`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
@@ -41,6 +45,10 @@ pub struct Facts {
     pub stack_guard_gap: u64,
     /// Our own `RLIMIT_STACK` soft limit (inherited by what we exec).
     pub rlimit_stack: u64,
+    /// Our own `RLIMIT_AS` soft limit (inherited by what we exec; `u64::MAX`: unlimited).
+    /// Facts written before it was kept read as unlimited.
+    #[serde(default = "unlimited")]
+    pub rlimit_as: u64,
     /// Our own personality (inherited by what we exec; e.g. `setarch -R elfmap ...`).
     pub personality: u32,
     /// Our own `PR_GET_NO_NEW_PRIVS` (inherited by what we exec).
@@ -114,6 +122,9 @@ impl Facts {
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
                 .map(|(soft, _)| soft)
                 .unwrap_or(8 << 20);
+        let rlimit_as = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_AS)
+            .map(|(soft, _)| soft)
+            .unwrap_or(RLIM_INFINITY);
         // personality(0xffffffff) queries without changing.
         // SAFETY: the query form of personality(2) has no effect on the process.
         let personality = unsafe { libc::personality(0xffff_ffff) } as u32;
@@ -134,6 +145,7 @@ impl Facts {
             mmap_min_addr: read_num("/proc/sys/vm/mmap_min_addr").unwrap_or(4096),
             stack_guard_gap: guard_pages * 4096,
             rlimit_stack,
+            rlimit_as,
             personality,
             // prctl(PR_GET_NO_NEW_PRIVS) has no side effects.
             no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),

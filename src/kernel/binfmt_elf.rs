@@ -41,6 +41,8 @@ pub struct ExecRequest {
     pub personality: u32,
     /// RLIMIT_STACK soft limit at execve.
     pub rlimit_stack: u64,
+    /// RLIMIT_AS soft limit at execve (`u64::MAX`: unlimited).
+    pub rlimit_as: u64,
     /// Look the interpreter up under this directory (a container root or sysroot).
     pub root: Option<PathBuf>,
 }
@@ -139,6 +141,7 @@ fn mm_err(path: &Path, step: &'static str, what: &str, e: MmError) -> Error {
         MmError::NoMemory { .. } => "ENOMEM",
         MmError::Exists { .. } => "EEXIST",
         MmError::Invalid { .. } => "EINVAL",
+        MmError::AsLimit { .. } => "ENOMEM",
     };
     killed(path, step, errno, format!("{what}: {e}"))
 }
@@ -289,8 +292,14 @@ impl Mapper<'_> {
             object: self.object.clone(),
             phdr,
         };
-        self.mm.vm_brk_flags(zs, ze, exec, made_by);
-        Ok(())
+        self.mm.vm_brk_flags(zs, ze, exec, made_by).map_err(|e| {
+            mm_err(
+                self.path,
+                "vm_brk_flags",
+                &format!("PT_LOAD #{phdr}'s bss"),
+                e,
+            )
+        })
     }
 
     /// One PT_LOAD as this kernel maps it: `elf_load()` (v6.7+: the segment's own .bss
@@ -587,6 +596,7 @@ pub fn load_elf_binary(
     };
     let layout = arch_pick_mmap_layout(&profile, kf, pers, req.rlimit_stack, rnd);
     let mut mm = AddressSpace::new(layout, rules.mm.clone());
+    mm.rlimit_as = req.rlimit_as;
 
     // setup_arg_pages()
     let strings = StackStrings {
@@ -602,6 +612,25 @@ pub fn load_elf_binary(
         pf_randomize,
         random,
     );
+    // setup_arg_pages() expands the stack (expand_stack_locked() -> acct_stack_growth() ->
+    // may_expand_vm(): RLIMIT_AS; a failure is -EFAULT), and create_elf_tables() may
+    // extend it further (find_extend_vma_locked()): the stack is the only VMA then.
+    let as_pages = req.rlimit_as / PAGE_SIZE;
+    for (step, start) in [
+        ("setup_arg_pages", stack.expanded_start),
+        ("create_elf_tables", stack.vm_start),
+    ] {
+        let pages = (stack.vm_end - start) / PAGE_SIZE;
+        let before = page_align(stack.vm_end - stack.arg_start).unwrap_or(0) / PAGE_SIZE;
+        if pages > before.max(1) && pages > as_pages {
+            return Err(killed(
+                &img.path,
+                step,
+                "EFAULT",
+                format!("growing the stack to {pages} pages passes RLIMIT_AS ({as_pages} pages)"),
+            ));
+        }
+    }
     let stack_exec = match exstack {
         ExecutableStack::EnableX => true,
         ExecutableStack::DisableX => false,

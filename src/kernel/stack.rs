@@ -35,6 +35,9 @@ impl StackStrings<'_> {
 pub struct StackLayout {
     pub vm_start: u64,
     pub vm_end: u64,
+    /// The stack's start after `setup_arg_pages()` expanded it, before
+    /// `create_elf_tables()` (which may extend it further down, to `vm_start`).
+    pub expanded_start: u64,
     /// `mm->start_stack`: the initial stack pointer (argc).
     pub start_stack: u64,
     /// `mm->arg_start`: where the argv strings begin.
@@ -94,6 +97,7 @@ pub fn setup_arg_pages(
     let rlim = rlimit_stack & !(PAGE_SIZE - 1);
     let expand = rlim.min(stack_size.saturating_add(STACK_EXPAND));
     vm_start = vm_start.min(vm_end.saturating_sub(expand));
+    let expanded_start = vm_start;
 
     // create_elf_tables()
     let word = profile.abi.word();
@@ -112,6 +116,7 @@ pub fn setup_arg_pages(
     StackLayout {
         vm_start,
         vm_end,
+        expanded_start,
         start_stack: sp,
         arg_start: p0,
         env_start,

@@ -422,6 +422,16 @@ pub fn bprm_stack_limits(req: &ExecRequest, kernel_pointer: u64) -> Result<()> {
             "the argument and environment strings ({strings} bytes) and their pointers ({pointers}) exceed the {limit} bytes allowed: a quarter of the stack limit, at most 6 MiB, at least ARG_MAX"
         )));
     }
+    // copy_strings() -> get_arg_page(): the strings are written below STACK_TOP_MAX into
+    // the one-page stack of __bprm_mm_init(), which expand_downwards() grows page by page
+    // (acct_stack_growth() -> may_expand_vm(): RLIMIT_AS); a page it cannot have is E2BIG.
+    let pages = (kernel_pointer + strings).div_ceil(crate::addr::PAGE_SIZE);
+    let as_pages = req.rlimit_as / crate::addr::PAGE_SIZE;
+    if pages > 1 && pages > as_pages {
+        return Err(e2big(format!(
+            "the argument and environment strings take {pages} pages of the new stack, more than RLIMIT_AS allows ({as_pages} pages)"
+        )));
+    }
     Ok(())
 }
 

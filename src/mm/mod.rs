@@ -8,6 +8,7 @@ pub mod task;
 pub mod unmapped_area;
 pub mod vma;
 
+use crate::addr::PAGE_SIZE;
 use std::sync::Arc;
 
 pub use origin::{Change, Maker, Object, Origin, Role};
@@ -24,6 +25,8 @@ pub enum MmError {
     Exists { start: u64, end: u64 },
     #[error("invalid range {start:#x}+{len:#x} (EINVAL)")]
     Invalid { start: u64, len: u64 },
+    #[error("{npages} more pages would take the address space from {total} pages past RLIMIT_AS ({limit} pages) (ENOMEM)")]
+    AsLimit { total: u64, npages: u64, limit: u64 },
 }
 
 /// How a mapping is requested (the `flags` of mmap(2) that matter for placement).
@@ -74,6 +77,9 @@ pub struct AddressSpace {
     /// The rules of the kernel planned for that the address space follows (THP alignment,
     /// `[heap]` naming, the maps column).
     pub rules: rules::MmRules,
+    /// The task's RLIMIT_AS in bytes (`u64::MAX`: RLIM_INFINITY), which `may_expand_vm()`
+    /// holds mmap and brk to.
+    pub rlimit_as: u64,
 }
 
 impl AddressSpace {
@@ -86,7 +92,43 @@ impl AddressSpace {
             brk: 0,
             start_stack: 0,
             gate_vma: None,
+            rlimit_as: u64::MAX,
         }
+    }
+
+    /// `mm->total_vm`: the pages of every VMA (`vm_stat_account()` counts each mapping,
+    /// the special ones too; the gate area is not a VMA).
+    pub fn total_pages(&self) -> u64 {
+        self.vmas
+            .iter()
+            .map(|v| (v.end - v.start) / PAGE_SIZE)
+            .sum()
+    }
+
+    /// The pages of the VMAs within `[start, end)`: what a MAP_FIXED mapping there replaces
+    /// (`count_vma_pages_range()`).
+    fn pages_in(&self, start: u64, end: u64) -> u64 {
+        self.vmas
+            .iter()
+            .filter(|v| v.start < end && start < v.end)
+            .map(|v| (v.end.min(end) - v.start.max(start)) / PAGE_SIZE)
+            .sum()
+    }
+
+    /// Models the RLIMIT_AS test of `mm/vma.c: may_expand_vm()` (mm/mmap.c before v6.12):
+    /// `total_vm + npages > rlimit(RLIMIT_AS) >> PAGE_SHIFT` is ENOMEM. (RLIMIT_DATA, its
+    /// second test, is not modelled.)
+    pub fn may_expand_vm(&self, npages: u64) -> Result<(), MmError> {
+        let limit = self.rlimit_as / PAGE_SIZE;
+        let total = self.total_pages();
+        if total.saturating_add(npages) > limit {
+            return Err(MmError::AsLimit {
+                total,
+                npages,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// The VMAs in address order.
@@ -147,6 +189,9 @@ impl AddressSpace {
         if req.placement == Placement::FixedNoReplace && self.overlaps(addr, end) {
             return Err(MmError::Exists { start: addr, end });
         }
+        // mmap_region(): the pages a MAP_FIXED mapping replaces are not new.
+        let replaced = if fixed { self.pages_in(addr, end) } else { 0 };
+        self.may_expand_vm(len / PAGE_SIZE - replaced)?;
         let merge = !req.file.as_ref().is_some_and(|(f, _)| f.stacked);
         let backing = match &req.file {
             Some((f, off)) => Backing::File {
@@ -185,10 +230,17 @@ impl AddressSpace {
     /// mapping at a fixed address, `VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT`. It only ever
     /// expands the VMA that ends where it starts (`VMG_FLAG_JUST_EXPAND`), never merges
     /// with the one after it (a bss tail mapped below an earlier one stays apart).
-    pub fn vm_brk_flags(&mut self, start: u64, end: u64, exec: bool, made_by: Maker) {
+    pub fn vm_brk_flags(
+        &mut self,
+        start: u64,
+        end: u64,
+        exec: bool,
+        made_by: Maker,
+    ) -> Result<(), MmError> {
         if end <= start {
-            return;
+            return Ok(());
         }
+        self.may_expand_vm((end - start) / PAGE_SIZE)?;
         self.insert_vma(
             Vma {
                 start,
@@ -207,6 +259,7 @@ impl AddressSpace {
         if pos > 0 && pos < self.vmas.len() && self.vmas[pos - 1].can_merge_with(&self.vmas[pos]) {
             self.join(pos - 1, pos);
         }
+        Ok(())
     }
 
     /// Insert a VMA built by the caller (special mappings, the stack): unmap what it covers,

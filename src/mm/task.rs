@@ -92,7 +92,12 @@ impl Task {
         if newbrk > mm.layout.task_size {
             return origbrk;
         }
-        mm.vm_brk_flags(oldbrk, newbrk, self.read_implies_exec, Maker::MallocngBrk);
+        if mm
+            .vm_brk_flags(oldbrk, newbrk, self.read_implies_exec, Maker::MallocngBrk)
+            .is_err()
+        {
+            return origbrk;
+        }
         mm.brk = brk;
         brk
     }

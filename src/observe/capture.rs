@@ -160,6 +160,7 @@ fn probe_exec(class64: bool) -> std::result::Result<ProbeSeen, String> {
         envp: Vec::new(),
         personality: crate::kernel::personality::ADDR_NO_RANDOMIZE,
         rlimit_stack: None,
+        rlimit_as: None,
         stage: crate::stage::Stage::Exec,
         timeout: Duration::from_secs(10),
         peek: Vec::new(),

@@ -26,6 +26,9 @@ pub struct RunRequest {
     /// RLIMIT_STACK soft limit to set in the child before execve (`u64::MAX` = unlimited);
     /// `None` leaves it as inherited.
     pub rlimit_stack: Option<u64>,
+    /// RLIMIT_AS soft limit to set in the child before execve (`u64::MAX` = unlimited);
+    /// `None` leaves it as inherited.
+    pub rlimit_as: Option<u64>,
     pub stage: Stage,
     /// Give up (kill, reap, error) after this long.
     pub timeout: Duration,

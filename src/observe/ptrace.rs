@@ -276,6 +276,7 @@ struct ChildSetup {
     envp_ptrs: Vec<*const c_char>,
     personality: c_ulong,
     rlimit_stack: Option<libc::rlimit>,
+    rlimit_as: Option<libc::rlimit>,
 }
 
 // SAFETY: the raw pointers point into the heap buffers of the CStrings owned by the same
@@ -308,24 +309,9 @@ impl ChildSetup {
                 .chain(std::iter::once(std::ptr::null()))
                 .collect::<Vec<_>>()
         };
-        let rlimit_stack = match req.rlimit_stack {
-            None => None,
-            Some(v) => {
-                let (_, hard) =
-                    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
-                        .map_err(|e| format!("getrlimit(RLIMIT_STACK): {e}"))?;
-                let soft = if v == u64::MAX {
-                    libc::RLIM_INFINITY
-                } else {
-                    v as libc::rlim_t
-                };
-                // Keep the hard limit unless the soft one does not fit under it.
-                Some(libc::rlimit {
-                    rlim_cur: soft,
-                    rlim_max: if soft > hard { soft } else { hard },
-                })
-            }
-        };
+        use nix::sys::resource::Resource;
+        let rlimit_stack = soft_limit(Resource::RLIMIT_STACK, req.rlimit_stack)?;
+        let rlimit_as = soft_limit(Resource::RLIMIT_AS, req.rlimit_as)?;
         Ok(ChildSetup {
             filename,
             argv_ptrs: ptrs(&argv),
@@ -334,6 +320,7 @@ impl ChildSetup {
             _envp: envp,
             personality: req.personality as c_ulong,
             rlimit_stack,
+            rlimit_as,
         })
     }
 }
@@ -384,6 +371,12 @@ fn spawn(req: &RunRequest) -> Fallible<Tracee> {
                     return Err(step_error(STEP_RLIMIT));
                 }
             }
+            // Last before execve: nothing after it maps memory in the child.
+            if let Some(rl) = &setup.rlimit_as {
+                if libc::setrlimit(libc::RLIMIT_AS, rl) != 0 {
+                    return Err(step_error(STEP_RLIMIT));
+                }
+            }
             // Its own process group, so that whatever it forks dies with it (the guard kills
             // the group), and SIGKILL if elfmap dies before PTRACE_O_EXITKILL is set.
             if libc::setpgid(0, 0) == -1 {
@@ -412,6 +405,26 @@ fn spawn(req: &RunRequest) -> Fallible<Tracee> {
     })
 }
 
+/// The limit to set for `resource` in the child: soft `v` (`u64::MAX`: unlimited), the hard
+/// limit kept unless the soft one does not fit under it; `None` for none given.
+fn soft_limit(
+    resource: nix::sys::resource::Resource,
+    v: Option<u64>,
+) -> std::result::Result<Option<libc::rlimit>, String> {
+    let Some(v) = v else { return Ok(None) };
+    let (_, hard) = nix::sys::resource::getrlimit(resource)
+        .map_err(|e| format!("getrlimit({resource:?}): {e}"))?;
+    let soft = if v == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        v as libc::rlim_t
+    };
+    Ok(Some(libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: if soft > hard { soft } else { hard },
+    }))
+}
+
 /// One line saying why the program did not start.
 fn spawn_error(req: &RunRequest, e: io::Error) -> String {
     match e.raw_os_error() {
@@ -422,8 +435,8 @@ fn spawn_error(req: &RunRequest, e: io::Error) -> String {
                     format!("personality({:#x}) failed: {errno}", req.personality)
                 }
                 STEP_RLIMIT => format!(
-                    "setrlimit(RLIMIT_STACK, {:?}) failed: {errno}",
-                    req.rlimit_stack.unwrap_or_default()
+                    "setrlimit(RLIMIT_STACK {:?} / RLIMIT_AS {:?}) failed: {errno}",
+                    req.rlimit_stack, req.rlimit_as
                 ),
                 STEP_TRACEME => format!("ptrace(PTRACE_TRACEME) failed: {errno}"),
                 STEP_PGID => format!("setpgid/PR_SET_PDEATHSIG failed: {errno}"),
@@ -707,6 +720,7 @@ mod tests {
             envp: vec!["PATH=/usr/bin:/bin".into(), "LC_ALL=C".into()],
             personality: ADDR_NO_RANDOMIZE,
             rlimit_stack: None,
+            rlimit_as: None,
             stage,
             timeout: Duration::from_secs(30),
             peek: Vec::new(),

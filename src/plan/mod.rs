@@ -149,6 +149,8 @@ pub struct Config {
     pub addr_limit_3gb: bool,
     /// RLIMIT_STACK for the program; `None`: our own.
     pub rlimit_stack: Option<u64>,
+    /// RLIMIT_AS for the program (`u64::MAX`: unlimited); `None`: our own.
+    pub rlimit_as: Option<u64>,
     /// Seed for a randomized plan when ASLR is on.
     pub seed: Option<u64>,
     /// The kernel's random draws, given (recovered from a real sample): used instead of
@@ -180,6 +182,7 @@ impl Config {
             layout: None,
             addr_limit_3gb: false,
             rlimit_stack: None,
+            rlimit_as: None,
             seed: None,
             draws: None,
             root: None,
@@ -226,6 +229,10 @@ impl Config {
 
     pub fn rlimit_stack(&self, machine: &Facts) -> u64 {
         self.rlimit_stack.unwrap_or(machine.rlimit_stack)
+    }
+
+    pub fn rlimit_as(&self, machine: &Facts) -> u64 {
+        self.rlimit_as.unwrap_or(machine.rlimit_as)
     }
 
     pub fn envp(&self, machine: &Facts) -> Vec<OsString> {
@@ -317,6 +324,7 @@ fn exec_request(
         envp: config.envp(machine),
         personality: config.personality(machine)?,
         rlimit_stack: config.rlimit_stack(machine),
+        rlimit_as: config.rlimit_as(machine),
         root: config.root.clone(),
     };
     // The strings are copied before any file is looked at.
