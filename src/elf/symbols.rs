@@ -469,7 +469,9 @@ impl DynSyms {
             u64::from(self.head.r32(g.bloom + bi * wbytes)?)
         };
         let b1 = gnu_hash & (word - 1);
-        let b2 = (gnu_hash >> g.bloom_shift) & (word - 1);
+        // `new_hash >> l_gnu_shift` on 32-bit values: a shift of 32 or more (a hostile
+        // table; found by fuzzing) is taken mod 32, as x86's `shr` does.
+        let b2 = gnu_hash.wrapping_shr(g.bloom_shift) & (word - 1);
         Some((bw >> b1) & (bw >> b2) & 1 != 0)
     }
 
