@@ -8,6 +8,7 @@
 //! and read back ([`Facts::from_json`]) on another, so that a plan can be made from captured
 //! facts instead of the live ones.
 
+pub mod binfmt_misc;
 pub mod cpu;
 pub mod exec;
 pub mod fs;
@@ -45,6 +46,10 @@ pub struct Facts {
     pub stack_guard_gap: u64,
     /// Our own `RLIMIT_STACK` soft limit (inherited by what we exec).
     pub rlimit_stack: u64,
+    /// The binfmt_misc registrations execve consults before the ELF handler (none when the
+    /// file system is not mounted or is disabled).
+    #[serde(default)]
+    pub binfmt_misc: Vec<binfmt_misc::MiscEntry>,
     /// Our own `RLIMIT_AS` soft limit (inherited by what we exec; `u64::MAX`: unlimited).
     /// Facts written before it was kept read as unlimited.
     #[serde(default = "unlimited")]
@@ -146,6 +151,7 @@ impl Facts {
             stack_guard_gap: guard_pages * 4096,
             rlimit_stack,
             rlimit_as,
+            binfmt_misc: binfmt_misc::read(std::path::Path::new("/proc/sys/fs/binfmt_misc")),
             personality,
             // prctl(PR_GET_NO_NEW_PRIVS) has no side effects.
             no_new_privs: nix::sys::prctl::get_no_new_privs().unwrap_or(false),

@@ -43,6 +43,8 @@ pub struct ExecRequest {
     pub rlimit_stack: u64,
     /// RLIMIT_AS soft limit at execve (`u64::MAX`: unlimited).
     pub rlimit_as: u64,
+    /// The binfmt_misc registrations (`search_binary_handler()` asks binfmt_misc first).
+    pub binfmt_misc: Vec<crate::host::binfmt_misc::MiscEntry>,
     /// Look the interpreter up under this directory (a container root or sysroot).
     pub root: Option<PathBuf>,
 }

@@ -15,6 +15,7 @@ use std::path::Path;
 use super::binfmt_elf::{under_root, ExecRequest};
 use super::verdict::{errno_name, prepare_binprm};
 use crate::error::{Error, Result};
+use crate::host::binfmt_misc::{MiscEntry, MiscMatch};
 
 /// `fs/exec.c: exec_binprm()`: "This allows 4 levels of binfmt rewrites before failing
 /// hard": the loop gives up with ELOOP when its depth passes 5.
@@ -92,6 +93,7 @@ pub fn parse(buf: &[u8]) -> std::result::Result<Option<Shebang>, &'static str> {
 /// exec its interpreter instead, with the arguments the kernel pushes. The request returned
 /// names the file the ELF handler will get; `filename` is unchanged.
 pub fn load_scripts(mut req: ExecRequest) -> Result<ExecRequest> {
+    let misc = std::mem::take(&mut req.binfmt_misc);
     // `bprm->interp`: the name the next rewrite pushes (the filename, then each
     // interpreter's name).
     let mut interp: OsString = req.filename.clone();
@@ -102,6 +104,37 @@ pub fn load_scripts(mut req: ExecRequest) -> Result<ExecRequest> {
         let Ok(buf) = File::open(&script).and_then(|f| prepare_binprm(&f)) else {
             return Ok(req);
         };
+        // binfmt_misc is first in the list of handlers (insert_binfmt()).
+        if let Some(e) = check_file(&misc, &buf, interp.as_encoded_bytes()) {
+            if depth >= MAX_REWRITES {
+                return Err(Error::refused(
+                    &req.filename,
+                    "ELOOP",
+                    format!("more than {MAX_REWRITES} interpreters in a chain of rewrites"),
+                ));
+            }
+            if e.flags.contains('O') || e.flags.contains('C') {
+                return Err(Error::bad_elf(
+                    &script,
+                    format!(
+                        "binfmt_misc entry {} ({}) takes it with flag O or C (the binary passed as AT_EXECFD), which elfmap does not model",
+                        e.name,
+                        e.interpreter.display()
+                    ),
+                ));
+            }
+            let name = e.interpreter.clone().into_os_string();
+            let host = open_exec(&req, &script, &name, "binfmt_misc's interpreter")?;
+            // load_misc_binary(): remove_arg_zero() unless P, then bprm->interp and the
+            // interpreter are pushed: argv becomes interpreter, interp, [argv[0]], argv[1..].
+            let mut argv = vec![name.clone(), interp.clone()];
+            let keep = if e.flags.contains('P') { 0 } else { 1 };
+            argv.extend(req.argv.iter().skip(keep).cloned());
+            req.argv = argv;
+            req.program = host;
+            interp = name;
+            continue;
+        }
         let shebang = match parse(&buf) {
             Ok(None) => return Ok(req),
             Ok(Some(s)) => s,
@@ -115,35 +148,7 @@ pub fn load_scripts(mut req: ExecRequest) -> Result<ExecRequest> {
             ));
         }
         let name = OsString::from_vec(shebang.name.clone());
-        let host = under_root(req.root.as_deref(), Path::new(&name));
-        // open_exec(): a regular file we may execute.
-        let meta = std::fs::metadata(&host).map_err(|e| {
-            Error::refused(
-                &script,
-                errno_name(&e),
-                format!(
-                    "the interpreter {} of the script cannot be opened: {e}",
-                    Path::new(&name).display()
-                ),
-            )
-        })?;
-        if !meta.is_file() {
-            return Err(Error::refused(
-                &script,
-                "EACCES",
-                format!(
-                    "the interpreter {} is not a regular file",
-                    Path::new(&name).display()
-                ),
-            ));
-        }
-        if let Err(why) = crate::host::exec::may_exec(&host, &meta) {
-            return Err(Error::refused(
-                &script,
-                "EACCES",
-                format!("the interpreter {}: {why}", Path::new(&name).display()),
-            ));
-        }
+        let host = open_exec(&req, &script, &name, "the interpreter of the script")?;
         // remove_arg_zero(), then bprm->interp, the argument and the name are pushed: argv
         // becomes name, [arg], interp, argv[1..].
         let mut argv = vec![name.clone()];
@@ -157,6 +162,69 @@ pub fn load_scripts(mut req: ExecRequest) -> Result<ExecRequest> {
         interp = name;
     }
     unreachable!("the loop returns")
+}
+
+/// `open_exec()` of an interpreter `name` (in-root) for `script`: a regular file we may
+/// execute; its path on this machine.
+fn open_exec(
+    req: &ExecRequest,
+    script: &Path,
+    name: &OsString,
+    what: &str,
+) -> Result<std::path::PathBuf> {
+    let host = under_root(req.root.as_deref(), Path::new(name));
+    let shown = Path::new(name).display();
+    let meta = std::fs::metadata(&host).map_err(|e| {
+        Error::refused(
+            script,
+            errno_name(&e),
+            format!("{what} {shown} cannot be opened: {e}"),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(Error::refused(
+            script,
+            "EACCES",
+            format!("{what} {shown} is not a regular file"),
+        ));
+    }
+    if let Err(why) = crate::host::exec::may_exec(&host, &meta) {
+        return Err(Error::refused(
+            script,
+            "EACCES",
+            format!("{what} {shown}: {why}"),
+        ));
+    }
+    Ok(host)
+}
+
+/// Models `fs/binfmt_misc.c: check_file()`: the first enabled entry whose magic (under its
+/// mask, at its offset of the first `BINPRM_BUF_SIZE` bytes) or extension (after the last
+/// '.' of `bprm->interp`, the whole name) matches.
+fn check_file<'e>(entries: &'e [MiscEntry], buf: &[u8], interp: &[u8]) -> Option<&'e MiscEntry> {
+    let ext = interp
+        .iter()
+        .rposition(|&c| c == b'.')
+        .map(|i| &interp[i + 1..]);
+    entries
+        .iter()
+        .filter(|e| e.enabled)
+        .find(|e| match &e.matches {
+            MiscMatch::Extension(x) => ext == Some(x.as_slice()),
+            MiscMatch::Magic {
+                offset,
+                magic,
+                mask,
+            } => magic.iter().enumerate().all(|(j, m)| {
+                let b = buf.get(offset + j).copied().unwrap_or(0);
+                let k = mask
+                    .as_ref()
+                    .and_then(|k| k.get(j))
+                    .copied()
+                    .unwrap_or(0xff);
+                (b ^ m) & k == 0
+            }),
+        })
 }
 
 #[cfg(test)]

@@ -325,6 +325,7 @@ fn exec_request(
         personality: config.personality(machine)?,
         rlimit_stack: config.rlimit_stack(machine),
         rlimit_as: config.rlimit_as(machine),
+        binfmt_misc: machine.binfmt_misc.clone(),
         root: config.root.clone(),
     };
     // The strings are copied before any file is looked at.
