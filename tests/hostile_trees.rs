@@ -1,7 +1,7 @@
 //! Hostile dependency trees: libraries that need each other (a cycle), a chain 120 deep, a
-//! program with 1,500 DT_NEEDED entries. ld.so copes with all of them; so must the model:
+//! program with 1,500 DT_NEEDED entries, symbolic-link loops. ld.so copes with all of them; so must the model:
 //! `plan` equals the real process, quickly. The trees are built here with gcc, in a
-//! temporary directory. (A 64 MiB garbage /etc/ld.so.cache: tests/root.rs.)
+//! temporary directory. (A 512 MiB garbage /etc/ld.so.cache: tests/root.rs.)
 
 mod util;
 
@@ -199,4 +199,32 @@ fn thousands_of_needed_libraries() {
     if let Some(f) = plan_vs_run(&opts, &prog, &[]) {
         panic!("{}", &f[..f.len().min(4000)]);
     }
+}
+
+/// Symbolic links that point at each other: a library name on LD_LIBRARY_PATH that is a
+/// loop (ld.so's open() gets ELOOP and it goes on to DT_RUNPATH) and a program that is one
+/// (execve's ELOOP): the plan equals the real process, or says what execve says.
+#[test]
+fn symlink_loops() {
+    let t = Tree::new("loops");
+    let loops = t.0.join("lib");
+    std::os::unix::fs::symlink("libchain2.so", loops.join("libchain.so")).unwrap();
+    std::os::unix::fs::symlink("libchain.so", loops.join("libchain2.so")).unwrap();
+    let prog = testdata().join("main_runpath_ok");
+    let env = [("LD_LIBRARY_PATH", loops.as_os_str())];
+    let mut failures = Vec::new();
+    for stage in ["exec", "loaded", "entry"] {
+        let opts = ["--no-aslr", "--stage", stage];
+        if let Some(f) = plan_vs_run_in(&opts, &prog, None, &env) {
+            failures.push(f);
+        }
+    }
+    assert_no_failures("a library name that is a symlink loop", 3, &failures);
+    let lp = t.0.join("loopprog");
+    std::os::unix::fs::symlink("loopprog", &lp).unwrap();
+    let p = run(["plan".as_ref(), lp.as_os_str()]);
+    assert_eq!(p.status.code(), Some(2));
+    assert!(stderr(&p).contains("symbolic links"), "{}", stderr(&p));
+    let r = run(["run".as_ref(), lp.as_os_str()]);
+    assert!(stderr(&r).contains("ELOOP"), "{}", stderr(&r));
 }

@@ -156,7 +156,7 @@ fn plan_under_root_is_the_chrooted_process() {
     eprintln!("{checked} plans under --root equal the chrooted process");
 }
 
-/// A root whose /etc/ld.so.cache is 64 MiB of garbage (sparse): ld.so maps it, finds no
+/// A root whose /etc/ld.so.cache is 512 MiB of garbage (sparse): ld.so maps it, finds no
 /// magic it knows, unmaps it (`_dl_load_cache_lookup()`) and finds the libraries in the
 /// default directories. The plan, made quickly, is the chrooted process.
 #[test]
@@ -166,7 +166,7 @@ fn a_huge_garbage_cache_under_root() {
     };
     let root = tree.0.clone();
     let f = std::fs::File::create(root.join("etc/ld.so.cache")).unwrap();
-    f.set_len(64 << 20).unwrap();
+    f.set_len(512 << 20).unwrap();
     drop(f);
     // (At the entry stop the constructors' memory comes on top: compare's business.)
     for stage in ["exec", "loaded"] {
