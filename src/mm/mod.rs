@@ -141,6 +141,18 @@ impl AddressSpace {
         self.vmas().find(|v| v.start <= addr && addr < v.end)
     }
 
+    /// Whether every page of `[start, end)` is mapped (no hole).
+    pub fn all_mapped(&self, start: u64, end: u64) -> bool {
+        let mut at = start;
+        for v in self.vmas.iter().filter(|v| v.end > start && v.start < end) {
+            if v.start > at {
+                return false;
+            }
+            at = at.max(v.end);
+        }
+        at >= end
+    }
+
     /// Whether any VMA overlaps `[start, end)`.
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         self.vmas.iter().any(|v| v.start < end && start < v.end)

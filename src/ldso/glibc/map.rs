@@ -390,8 +390,15 @@ pub fn relro_pages(l_addr: u64, relro: (u64, u64)) -> (u64, u64) {
 
 /// Models the DT_TEXTREL part of `_dl_relocate_object()`: every non-writable PT_LOAD range
 /// `[down(vaddr), up(vaddr + memsz))` made writable before relocating, then restored in
-/// reverse order.
-pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64, object: &Arc<Object>) {
+/// reverse order. The sums are `ElfW(Addr)` arithmetic (they wrap for a hostile header;
+/// found by fuzzing); an `mprotect()` the kernel refuses (the range wraps, or is not all
+/// mapped: ENOMEM) is ld.so's fatal "cannot make segment writable for relocation".
+pub fn dl_relocate_textrel(
+    task: &mut Task,
+    img: &ElfImage,
+    l_addr: u64,
+    object: &Arc<Object>,
+) -> std::result::Result<(), &'static str> {
     let why = Change::TextRel {
         object: object.clone(),
     };
@@ -400,23 +407,34 @@ pub fn dl_relocate_textrel(task: &mut Task, img: &ElfImage, l_addr: u64, object:
         if ph.p_flags & PF_W != 0 {
             continue;
         }
+        let top = ph
+            .p_vaddr
+            .wrapping_add(ph.p_memsz)
+            .wrapping_add(PAGE_SIZE - 1)
+            & !(PAGE_SIZE - 1);
+        let len = top.wrapping_sub(page_start(ph.p_vaddr));
         let start = l_addr.wrapping_add(page_start(ph.p_vaddr));
-        let end = l_addr.wrapping_add(page_align(ph.p_vaddr + ph.p_memsz).unwrap_or(u64::MAX));
+        let end = start.wrapping_add(len);
+        // do_mprotect_pkey(): a range that wraps, or with a hole, is ENOMEM.
+        if len > 0 && (end <= start || !task.mm.all_mapped(start, end)) {
+            return Err("cannot make segment writable for relocation: Cannot allocate memory");
+        }
         let prot = pf_to_prot(ph.p_flags);
         task.mprotect(
             start,
-            end - start,
+            len,
             Prot {
                 write: true,
                 ..prot
             },
             &why,
         );
-        textrels.push((start, end - start, prot));
+        textrels.push((start, len, prot));
     }
     for (start, len, prot) in textrels.into_iter().rev() {
         task.mprotect(start, len, prot, &why);
     }
+    Ok(())
 }
 
 /// Models `_dl_make_stack_executable(&__libc_stack_end)` on Linux: `mprotect(page of

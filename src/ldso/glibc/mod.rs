@@ -1093,7 +1093,8 @@ impl<'e> Rtld<'e> {
                 if let (Some(img), Some(p), Some(object), Some(m)) =
                     (o.dep.image.as_ref(), o.placed, &o.object, self.map.as_mut())
                 {
-                    map::dl_relocate_textrel(&mut m.task, img, p.l_addr, object);
+                    map::dl_relocate_textrel(&mut m.task, img, p.l_addr, object)
+                        .map_err(|why| Error::load_failed(&o.dep.host_path, why))?;
                 }
             }
             self.protect_relro(i);
