@@ -615,22 +615,22 @@ pub fn load_elf_binary(
         random,
     );
     // setup_arg_pages() expands the stack (expand_stack_locked() -> acct_stack_growth() ->
-    // may_expand_vm(): RLIMIT_AS; a failure is -EFAULT), and create_elf_tables() may
-    // extend it further (find_extend_vma_locked()): the stack is the only VMA then.
-    let as_pages = req.rlimit_as / PAGE_SIZE;
+    // may_expand_vm(); a failure is -EFAULT), and create_elf_tables() may extend it further
+    // (find_extend_vma_locked()). The stack is the only VMA then, and not yet in `mm`:
+    // asking for all of its pages is asking for total_vm + the growth.
+    let copied = page_align(stack.vm_end - stack.arg_start).unwrap_or(0) / PAGE_SIZE;
     for (step, start) in [
         ("setup_arg_pages", stack.expanded_start),
         ("create_elf_tables", stack.vm_start),
     ] {
         let pages = (stack.vm_end - start) / PAGE_SIZE;
-        let before = page_align(stack.vm_end - stack.arg_start).unwrap_or(0) / PAGE_SIZE;
-        if pages > before.max(1) && pages > as_pages {
-            return Err(killed(
-                &img.path,
-                step,
-                "EFAULT",
-                format!("growing the stack to {pages} pages passes RLIMIT_AS ({as_pages} pages)"),
-            ));
+        if pages > copied.max(1) {
+            mm.may_expand_vm(pages).map_err(|_| {
+                let limit = mm.rlimit_as / PAGE_SIZE;
+                let why =
+                    format!("growing the stack to {pages} pages passes RLIMIT_AS ({limit} pages)");
+                killed(&img.path, step, "EFAULT", why)
+            })?;
         }
     }
     let stack_exec = match exstack {

@@ -47,8 +47,6 @@ struct Work {
     fetch: Vec<String>,
     /// The load list is complete: no more work will come.
     closed: bool,
-    /// ld.so's index in the load list, once reported.
-    rtld: usize,
     /// What the tables were computed from, for the helper to release (unmapping them costs
     /// the model's thread nothing then).
     release: Option<TablesRead>,
@@ -164,7 +162,8 @@ impl Helper {
             remembered: Vec::new(),
             hit: None,
             found: Vec::new(),
-            rtld: usize::MAX,
+            // As before it was reported (the tables take index 0 then).
+            rtld: 0,
         }
     }
 
@@ -281,9 +280,6 @@ impl Ahead for Helper {
             self.found[found.index] = Some(found.clone());
             let remembered = !self.remembered.is_empty();
             self.shared.post(|w| {
-                if found.is_rtld {
-                    w.rtld = found.index;
-                }
                 w.remembered = remembered;
                 w.objects.push_back(found);
             });
@@ -383,7 +379,7 @@ impl Ahead for Helper {
             .iter_mut()
             .map(|s| s.as_mut().and_then(|s| s.scan.take()))
             .collect();
-        let rtld = w.rtld;
+        let rtld = self.rtld;
         drop(w);
         let (ahead, read) = unique::tables_of_scanned(objects, rtld, lazy);
         if let Some(m) = &self.memo {
